@@ -1,0 +1,39 @@
+# lcodec: `make demo` and `make test` set everything up on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH := torch==2.13.0
+DEMO_IMAGE ?= ../shared/data/kodak/kodim23.png
+DEMO_BPP ?= 0.25
+OUT := out
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+# torch is pinned to the local CPU build first, so pip never pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[dev,train]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@mkdir -p $(OUT)
+	$(BIN)/lcodec encode $(DEMO_IMAGE) $(OUT)/demo.lic --bpp $(DEMO_BPP) --force -v
+	$(BIN)/lcodec decode $(OUT)/demo.lic $(OUT)/demo.png --force -v
+	$(BIN)/lcodec info $(OUT)/demo.lic
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+
+bench: $(STAMP)
+	$(BIN)/python -m lcodec.evaluate.rd ../shared/data/kodak --knobs=-0.3,-0.15,0,0.15,0.3
+
+clean:
+	rm -rf $(OUT) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Entropy coding: probability models for the symbols and the range coder."""

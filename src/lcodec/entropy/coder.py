@@ -1,0 +1,74 @@
+"""Range coding with constriction: integer frequency rows in, bytes out.
+
+The only module that imports constriction. Probabilities arrive as integer frequencies that
+sum to ``2**precision`` per row; dividing by a power of two is exact in float64, so encoder
+and decoder hand constriction bit-identical inputs on every platform.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lcodec.errors import LicError
+
+PRECISION = 16  # frequencies per row sum to 2**PRECISION, each >= 1
+
+
+def _model():
+    import constriction
+
+    # perfect=False: the documented fast quantisation, and no warning printed on stdout.
+    return constriction.stream.model.Categorical(perfect=False)
+
+
+def encode_symbols(symbols: np.ndarray, freqs: np.ndarray) -> bytes:
+    """Range-code ``symbols`` (k,) with per-symbol frequency rows ``freqs`` (k, K)."""
+    import constriction
+
+    enc = constriction.stream.queue.RangeEncoder()
+    if len(symbols):
+        probs = freqs.astype(np.float64) / float(1 << PRECISION)
+        enc.encode(symbols.astype(np.int32), _model(), probs)
+    return enc.get_compressed().astype("<u4").tobytes()
+
+
+class SymbolDecoder:
+    """Decodes a section's symbols in consecutive batches, each with its own frequency rows."""
+
+    def __init__(self, payload: bytes) -> None:
+        import constriction
+
+        if len(payload) % 4:
+            raise LicError("corrupted entropy-coded section (length is not a multiple of 4)")
+        words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+        self._dec = constriction.stream.queue.RangeDecoder(words)
+        self._model = _model()
+
+    def decode(self, freqs: np.ndarray) -> np.ndarray:
+        """Decode ``len(freqs)`` symbols; returns int64 (k,)."""
+        if len(freqs) == 0:
+            return np.zeros(0, dtype=np.int64)
+        probs = freqs.astype(np.float64) / float(1 << PRECISION)
+        try:
+            out = self._dec.decode(self._model, probs)
+        except Exception as exc:  # constriction raises on exhausted or invalid data
+            raise LicError(f"corrupted entropy-coded data ({exc})") from None
+        return out.astype(np.int64)
+
+
+def frequencies_from_counts(counts: np.ndarray) -> np.ndarray:
+    """Integer frequencies (…, K) summing to 2**PRECISION, each >= 1, from counts (…, K).
+
+    Pure integer arithmetic (+1 smoothing, floor, remainder to the first most likely symbol),
+    so the same counts give the same table everywhere.
+    """
+    counts = counts.astype(np.int64) + 1
+    k = counts.shape[-1]
+    total = 1 << PRECISION
+    spare = total - k
+    freqs = 1 + (counts * spare) // counts.sum(-1, keepdims=True)
+    rest = total - freqs.sum(-1)
+    top = np.argmax(counts, axis=-1)
+    np.put_along_axis(freqs, top[..., None],
+                      np.take_along_axis(freqs, top[..., None], -1) + rest[..., None], -1)
+    return freqs

@@ -1,0 +1,1 @@
+"""Evaluation: quality metrics and rate-distortion sweeps on real `.lic` files."""

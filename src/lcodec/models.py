@@ -1,0 +1,137 @@
+"""Registry of shipped weights: ``models/<name>-<sha8>.safetensors`` plus a JSON model card.
+
+The file's SHA-256 prefix is the model id written into every `.lic` header, so a decoder
+finds the exact weights a file was made with (or says which ones are missing). Config and
+architecture travel in the safetensors metadata; nothing is inferred from tensor shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lcodec.errors import LcodecError
+
+DEFAULT_MODEL = "lite-mse"
+MODEL_ID_BYTES = 8
+ENTROPY_KEYS = ("entropy.qi", "entropy.luma", "entropy.chroma")
+
+ARCHITECTURES: dict[str, Callable] = {}
+
+
+def register_architecture(name: str) -> Callable:
+    """Class decorator: make an architecture loadable by the name stored in weight files."""
+
+    def wrap(cls):
+        ARCHITECTURES[name] = cls
+        return cls
+
+    return wrap
+
+
+def models_dir() -> Path:
+    """``$LCODEC_MODELS`` if set, else ``models/`` of the checkout this package runs from."""
+    env = os.environ.get("LCODEC_MODELS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    path: Path
+    model_id: bytes
+
+    @property
+    def card(self) -> dict:
+        card_path = self.path.with_suffix(".json")
+        return json.loads(card_path.read_text()) if card_path.exists() else {}
+
+
+def file_id(path: Path) -> bytes:
+    """First 8 bytes of the SHA-256 of a weights file."""
+    return hashlib.sha256(path.read_bytes()).digest()[:MODEL_ID_BYTES]
+
+
+def available(folder: Path | None = None) -> list[ModelInfo]:
+    """Shipped models, from their file names (``<name>-<16 hex digits>.safetensors``)."""
+    folder = folder or models_dir()
+    out = []
+    for path in sorted(folder.glob("*.safetensors")):
+        name, _, hexid = path.stem.rpartition("-")
+        if name and len(hexid) == 2 * MODEL_ID_BYTES:
+            try:
+                out.append(ModelInfo(name, path, bytes.fromhex(hexid)))
+            except ValueError:
+                continue
+    return out
+
+
+def find(name: str | None = None, model_id: bytes | None = None) -> ModelInfo:
+    """Look a model up by name (default: :data:`DEFAULT_MODEL`) or by the id in a file."""
+    models = available()
+    if model_id is not None:
+        for m in models:
+            if m.model_id == model_id:
+                return m
+        raise LcodecError(
+            f"the file needs model {model_id.hex()}, which is not installed in {models_dir()}; "
+            "install the lcodec release that wrote it or set LCODEC_MODELS"
+        )
+    name = name or DEFAULT_MODEL
+    for m in models:
+        if m.name == name or m.path.stem == name:
+            return m
+    names = ", ".join(sorted({m.name for m in models})) or "none"
+    raise LcodecError(f"unknown model {name!r}; installed models: {names}")
+
+
+class LoadedModel:
+    """A network in eval mode plus its frozen entropy tables, ready to code images."""
+
+    def __init__(self, info: ModelInfo, device: str = "cpu") -> None:
+        import torch
+        from safetensors import safe_open
+
+        import lcodec.nets.cwic  # noqa: F401  (registers the architecture)
+        from lcodec.config import NetConfig
+
+        data = info.path.read_bytes()
+        if hashlib.sha256(data).digest()[:MODEL_ID_BYTES] != info.model_id:
+            raise LcodecError(f"weights file {info.path} does not match its id; reinstall it")
+        with safe_open(str(info.path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        arch = ARCHITECTURES.get(meta.get("architecture", ""))
+        if arch is None or "config" not in meta:
+            raise LcodecError(f"{info.path} is not an lcodec weights file")
+        self.info = info
+        self.config = NetConfig.from_json(meta["config"])
+        self.tables = {k: tensors.pop(k).numpy() for k in ENTROPY_KEYS}
+        net = arch(self.config)
+        missing, unexpected = net.load_state_dict(
+            {k: v.float() for k, v in tensors.items()}, strict=False
+        )
+        if unexpected or any(not k.endswith(".idle") for k in missing):
+            raise LcodecError(f"{info.path} does not match its declared architecture")
+        self.net = net.eval().to(device)
+        self.device = torch.device(device)
+
+
+_CACHE: dict[tuple[Path, str], LoadedModel] = {}
+_LOCK = threading.Lock()
+
+
+def load(info: ModelInfo, device: str = "cpu") -> LoadedModel:
+    """Load (once per process and device) and return a model."""
+    key = (info.path, device)
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = LoadedModel(info, device)
+        return _CACHE[key]

@@ -1,0 +1,81 @@
+"""Pillow plugin: ``Image.open("x.lic")`` and ``img.save("x.lic", bpp=0.2)``.
+
+A thin adapter over :mod:`lcodec.api`: ``_open`` parses only the header (no network), pixels
+are decoded in ``load()``. ``import lcodec`` calls :func:`register`.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from PIL import Image, ImageFile
+
+from lcodec import container
+from lcodec.errors import LcodecError, LicError
+
+FORMAT = "LIC"
+MIME = "image/x-lic"
+EXTENSION = ".lic"
+
+
+def _accept(prefix: bytes) -> bool:
+    return container.looks_like_lic(prefix)
+
+
+class LicImageFile(ImageFile.ImageFile):
+    format = FORMAT
+    format_description = "lcodec learned image"
+
+    def _open(self) -> None:
+        data = self.fp.read()
+        try:
+            header, sections = container.read_header(data)
+        except LicError as exc:
+            raise SyntaxError(str(exc)) from None
+        self._lic_data: bytes | None = data
+        self._mode = "RGB"
+        self._size = (header.width, header.height)
+        self.info.update({
+            "model_id": header.model_id.hex(), "rate_knob": header.rate_knob,
+            "entropy_method": header.entropy_method.name,
+            "sections": {t.name.lower(): n for t, n in sections},
+        })
+        self.tile = []
+
+    def load(self):
+        if self._lic_data is not None:
+            from lcodec import api
+
+            try:
+                decoded = api.decode(self._lic_data)
+            except LcodecError as exc:
+                raise OSError(str(exc)) from None
+            self.im = decoded.im
+            self._lic_data = None
+        return Image.Image.load(self)
+
+
+def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    from lcodec import api
+
+    opts = im.encoderinfo
+    unknown = set(opts) - {"bpp", "size", "knob", "model", "device"}
+    if unknown:
+        raise ValueError(f"unknown .lic save options: {', '.join(sorted(unknown))}")
+    if "A" in im.getbands():
+        raise ValueError("lcodec cannot store alpha yet; convert the image to RGB first")
+    try:
+        data = api.encode(im.convert("RGB"), bpp=opts.get("bpp"), size=opts.get("size"),
+                          knob=opts.get("knob"), model=opts.get("model"),
+                          device=opts.get("device", "cpu"))
+    except LcodecError as exc:
+        raise OSError(str(exc)) from None
+    fp.write(data)
+
+
+def register() -> None:
+    """Register the `.lic` opener, saver, extension and MIME type with Pillow."""
+    Image.register_open(FORMAT, LicImageFile, _accept)
+    Image.register_save(FORMAT, _save)
+    Image.register_extension(FORMAT, EXTENSION)
+    Image.register_mime(FORMAT, MIME)

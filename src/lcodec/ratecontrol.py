@@ -1,0 +1,51 @@
+"""Rate control: choose the rate knob that gives the largest file not above a byte budget.
+
+File size grows with the knob (a larger offset raises every importance level), so a
+bisection over the knob on real coded bytes finds the target, as tfci does over its RD
+parameter; the size is checked on the actual file, never on an estimate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lcodec.errors import LcodecError
+
+KNOB_STEP = 0.001  # the header's resolution
+
+
+@dataclass
+class RateResult:
+    data: bytes
+    knob: float
+
+
+def fit_budget(encode: Callable[[float], bytes], budget: int, lo: float = -1.0,
+               hi: float = 1.0, iterations: int = 14) -> RateResult:
+    """Largest file with ``len(file) <= budget`` over knobs in [lo, hi].
+
+    Raises LcodecError naming the smallest achievable size when even ``lo`` is too big.
+    """
+    smallest = encode(lo)
+    if len(smallest) > budget:
+        raise LcodecError(
+            f"the target of {budget} bytes is below the smallest file this model makes "
+            f"({len(smallest)} bytes); ask for at least that"
+        )
+    best = RateResult(smallest, lo)
+    largest = encode(hi)
+    if len(largest) <= budget:
+        return RateResult(largest, hi)
+    for _ in range(iterations):
+        if hi - lo <= KNOB_STEP:
+            break
+        mid = round((lo + hi) / 2, 3)
+        data = encode(mid)
+        if len(data) <= budget:
+            lo = mid
+            if len(data) > len(best.data):
+                best = RateResult(data, mid)
+        else:
+            hi = mid
+    return best

@@ -1,0 +1,1 @@
+"""Training: data, losses, the resumable loop, and weight export."""

@@ -1,0 +1,28 @@
+"""Shared fixtures: small test images shipped in tests/data (crops of Kodak images)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def crop_path() -> Path:
+    """A 128×96 crop of kodim23 (aligned to the model's stride)."""
+    return DATA / "kodim23_crop.png"
+
+
+@pytest.fixture(scope="session")
+def odd_path() -> Path:
+    """A 77×45 crop of kodim05 (not a multiple of 8: exercises padding and cropping)."""
+    return DATA / "kodim05_odd.png"
+
+
+@pytest.fixture(scope="session")
+def crop_rgb(crop_path: Path) -> np.ndarray:
+    return np.asarray(Image.open(crop_path).convert("RGB"))

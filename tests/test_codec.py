@@ -1,0 +1,109 @@
+"""End-to-end coding with the shipped default model on CPU: real files, real entropy coding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lcodec import api, codec, container, models
+from lcodec.errors import LcodecError, LicError
+from lcodec.evaluate.metrics import psnr
+
+
+@pytest.fixture(scope="module")
+def model() -> models.LoadedModel:
+    return models.load(models.find(), "cpu")
+
+
+def test_round_trip_of_a_kodak_crop_has_the_right_size_and_a_sane_psnr(crop_rgb) -> None:
+    data = api.encode(crop_rgb, knob=0.2)
+    back = api.decode_array(data)
+    assert back.shape == crop_rgb.shape and back.dtype == np.uint8
+    assert psnr(crop_rgb, back) > 22.0
+    bpp = len(data) * 8 / (crop_rgb.shape[0] * crop_rgb.shape[1])
+    assert 0.05 < bpp < 3.0
+
+
+def test_odd_sizes_are_padded_and_cropped_exactly(odd_path) -> None:
+    data = api.encode(odd_path, knob=0.3)
+    img = api.decode(data)
+    assert img.size == (77, 45) and img.mode == "RGB"
+    hdr = container.unpack(data).header
+    assert (hdr.width, hdr.height) == (77, 45)
+
+
+def test_tiny_images_down_to_one_pixel_round_trip() -> None:
+    for shape in ((1, 1, 3), (1, 9, 3), (13, 2, 3)):
+        rgb = np.full(shape, 128, dtype=np.uint8)
+        back = api.decode_array(api.encode(rgb))
+        assert back.shape == shape
+
+
+def test_decoding_gives_exactly_the_symbols_the_encoder_chose(model, crop_rgb) -> None:
+    analysis = codec.analyse(model, crop_rgb)
+    for knob in (-0.3, 0.0, 0.3):
+        data = analysis.encode(knob)
+        sent = analysis.codes(round(knob, 3))
+        got = codec.decode_codes(model, container.unpack(data))
+        for a, b in ((sent.qi, got.qi), (sent.luma, got.luma), (sent.chroma, got.chroma)):
+            assert np.array_equal(a.cpu().numpy(), b.cpu().numpy())
+
+
+def test_encoding_and_decoding_are_deterministic(crop_rgb) -> None:
+    a, b = api.encode(crop_rgb, knob=0.1), api.encode(crop_rgb, knob=0.1)
+    assert a == b
+    assert np.array_equal(api.decode_array(a), api.decode_array(a))
+
+
+def test_file_size_grows_with_the_rate_knob(model, crop_rgb) -> None:
+    analysis = codec.analyse(model, crop_rgb)
+    sizes = [len(analysis.encode(k)) for k in (-0.5, -0.2, 0.1, 0.4, 0.8)]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+
+
+@pytest.mark.parametrize("target", [0.3, 0.6, 1.0])
+def test_bpp_target_gives_the_largest_file_not_above_it(model, crop_rgb, target) -> None:
+    pixels = crop_rgb.shape[0] * crop_rgb.shape[1]
+    ceiling = len(codec.analyse(model, crop_rgb).encode(codec.KNOB_MAX)) * 8 / pixels
+    res = api.encode_with_stats(crop_rgb, bpp=target)
+    assert res.bpp <= target
+    if ceiling <= target:  # above the model's range: the largest file it makes
+        assert res.knob == codec.KNOB_MAX
+    else:
+        assert res.bpp >= 0.9 * target, f"{res.bpp} far below {target} (knob {res.knob})"
+
+
+def test_an_unreachable_target_names_the_smallest_size(crop_rgb) -> None:
+    with pytest.raises(LcodecError, match="smallest file"):
+        api.encode(crop_rgb, size=20)
+
+
+def test_a_file_from_a_missing_model_names_the_model(crop_rgb) -> None:
+    lic = container.unpack(api.encode(crop_rgb))
+    hdr = lic.header
+    other = container.Header(hdr.width, hdr.height, hdr.colour_mode, hdr.bit_depth,
+                             b"\x01" * 8, hdr.rate_knob, hdr.entropy_method)
+    with pytest.raises(LcodecError, match="0101010101010101"):
+        api.decode(container.pack(container.LicFile(other, lic.sections)))
+
+
+def test_an_entropy_method_this_version_cannot_decode_is_refused(crop_rgb) -> None:
+    lic = container.unpack(api.encode(crop_rgb))
+    hdr = lic.header
+    tcae = container.Header(hdr.width, hdr.height, hdr.colour_mode, hdr.bit_depth,
+                            hdr.model_id, hdr.rate_knob, container.EntropyMethod.INCLINED_TCAE_V1)
+    with pytest.raises(LicError, match="INCLINED_TCAE_V1"):
+        api.decode(container.pack(container.LicFile(tcae, lic.sections)))
+
+
+def test_bad_api_arguments_raise_lcodec_errors(crop_rgb) -> None:
+    with pytest.raises(LcodecError):
+        api.encode(crop_rgb, bpp=0.2, knob=0.1)
+    with pytest.raises(LcodecError):
+        api.encode(crop_rgb, knob=3.0)
+    with pytest.raises(LcodecError):
+        api.encode(crop_rgb, bpp=-1.0)
+    with pytest.raises(LcodecError):
+        api.encode(crop_rgb[..., :2].copy())
+    with pytest.raises(LcodecError, match="unknown model"):
+        api.encode(crop_rgb, model="no-such-model")

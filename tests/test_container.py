@@ -1,0 +1,370 @@
+"""Claims about the `.lic` container (src/lcodec/container.py, spec in docs/format.md)."""
+
+from __future__ import annotations
+
+import random
+import struct
+import tracemalloc
+import zlib
+
+import pytest
+
+from lcodec.container import (
+    DEFAULT_MAX_PIXELS,
+    FORMAT_MAJOR,
+    FORMAT_MINOR,
+    HEADER_SIZE,
+    MAGIC,
+    SECTION_HEADER_SIZE,
+    ColourMode,
+    EntropyMethod,
+    Header,
+    LicFile,
+    SectionType,
+    looks_like_lic,
+    pack,
+    read_header,
+    unpack,
+)
+from lcodec.errors import LcodecError, LicError
+
+MAJOR_OFFSET, MINOR_OFFSET = 4, 5
+WIDTH_OFFSET = 6
+BIT_DEPTH_OFFSET = 15
+SECTION_COUNT_OFFSET = 35
+CRC_OFFSET = 36
+
+
+def make_header(**overrides: object) -> Header:
+    fields: dict[str, object] = dict(
+        width=17,
+        height=9,
+        colour_mode=ColourMode.RGB,
+        bit_depth=8,
+        model_id=bytes(range(1, 9)),
+        rate_knob=-0.125,
+        entropy_method=EntropyMethod.STATIC_CONTEXT_V1,
+        entropy_id=bytes(8),
+    )
+    fields.update(overrides)
+    return Header(**fields)  # type: ignore[arg-type]
+
+
+def make_lic(seed: int = 0, **header_overrides: object) -> LicFile:
+    rng = random.Random(seed)
+    sections = {
+        t: rng.randbytes(rng.randint(20, 40))
+        for t in (SectionType.CHROMA, SectionType.IMPORTANCE, SectionType.LUMA)
+    }
+    return LicFile(header=make_header(**header_overrides), sections=sections)
+
+
+def with_header_crc(data: bytearray) -> bytes:
+    """Recompute the header CRC after editing header bytes, so only the edit is under test."""
+    struct.pack_into("<I", data, CRC_OFFSET, zlib.crc32(data[:CRC_OFFSET]))
+    return bytes(data)
+
+
+def test_pack_unpack_round_trips() -> None:
+    lic = make_lic()
+    back = unpack(pack(lic))
+    assert back == lic
+    assert list(back.sections) == sorted(lic.sections)  # ascending SectionType order
+    assert isinstance(back.header.colour_mode, ColourMode)
+    assert isinstance(back.header.entropy_method, EntropyMethod)
+
+
+@pytest.mark.parametrize("mode", list(ColourMode))
+@pytest.mark.parametrize("method", list(EntropyMethod))
+def test_every_colour_mode_and_entropy_method_round_trips(
+    mode: ColourMode, method: EntropyMethod
+) -> None:
+    lic = make_lic(colour_mode=mode, entropy_method=method, entropy_id=b"\xaa" * 8)
+    assert unpack(pack(lic)) == lic
+
+
+def test_file_without_sections_round_trips() -> None:
+    lic = LicFile(header=make_header(), sections={})
+    data = pack(lic)
+    assert len(data) == HEADER_SIZE
+    assert unpack(data) == lic
+
+
+def test_header_is_tens_of_bytes() -> None:
+    assert HEADER_SIZE == 40
+    assert SECTION_HEADER_SIZE == 9
+    lic = make_lic()
+    payload = sum(len(p) for p in lic.sections.values())
+    assert len(pack(lic)) == HEADER_SIZE + len(lic.sections) * SECTION_HEADER_SIZE + payload
+
+
+def test_layout_matches_the_spec() -> None:
+    data = pack(make_lic(width=0x01020304, height=0x0A0B0C0D, rate_knob=-0.125))
+    assert data[:4] == MAGIC == b"\x89LIC"
+    assert (data[MAJOR_OFFSET], data[MINOR_OFFSET]) == (FORMAT_MAJOR, FORMAT_MINOR) == (1, 0)
+    assert data[6:10] == bytes([4, 3, 2, 1])  # little-endian width
+    assert data[10:14] == bytes([0xD, 0xC, 0xB, 0xA])
+    assert data[14] == ColourMode.RGB == 0 and data[15] == 8
+    assert data[16:24] == bytes(range(1, 9))
+    assert struct.unpack_from("<h", data, 24) == (-125,)
+    assert data[26] == EntropyMethod.STATIC_CONTEXT_V1 == 1
+    assert data[27:35] == bytes(8)
+    assert data[SECTION_COUNT_OFFSET] == 3
+    assert struct.unpack_from("<I", data, CRC_OFFSET) == (zlib.crc32(data[:36]),)
+    assert data[HEADER_SIZE] == SectionType.IMPORTANCE == 1
+
+
+def test_enum_values_are_frozen() -> None:
+    assert {m.name: m.value for m in ColourMode} == {"RGB": 0, "GRAY": 1, "RGBA": 2}
+    assert {m.name: m.value for m in EntropyMethod} == {
+        "STATIC_CONTEXT_V1": 1,
+        "INCLINED_TCAE_V1": 2,
+    }
+    assert {m.name: m.value for m in SectionType} == {
+        "IMPORTANCE": 1,
+        "LUMA": 2,
+        "CHROMA": 3,
+        "METADATA": 4,
+        "ALPHA": 5,
+    }
+
+
+def test_rate_knob_is_rounded_to_thousandths() -> None:
+    for knob in (0.0, 0.3333, -1.2346, 32.767, -32.768):
+        got = unpack(pack(make_lic(rate_knob=knob))).header.rate_knob
+        assert abs(got - knob) < 0.0005
+
+
+@pytest.mark.parametrize("knob", [32.768, -32.7691, float("nan"), float("inf")])
+def test_pack_rejects_unstorable_rate_knob(knob: float) -> None:
+    with pytest.raises(ValueError):
+        pack(make_lic(rate_knob=knob))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"model_id": bytes(7)},
+        {"entropy_id": bytes(9)},
+        {"width": 0},
+        {"height": 2**32},
+        {"bit_depth": 16},
+        {"colour_mode": 9},
+        {"entropy_method": 0},
+    ],
+)
+def test_pack_rejects_invalid_header_fields(overrides: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        pack(make_lic(**overrides))
+
+
+def test_lic_error_is_an_lcodec_error() -> None:
+    assert issubclass(LicError, LcodecError)
+
+
+def test_every_single_byte_flip_is_rejected() -> None:
+    # Section CRCs cover payloads only; a flipped type byte is caught here because the types
+    # 1, 2, 3 can only turn into unknown, duplicate or out-of-order types.
+    data = pack(make_lic())
+    for pos in range(len(data)):
+        for mask in (0xFF, 0x01):
+            mutated = bytearray(data)
+            mutated[pos] ^= mask
+            with pytest.raises(LicError):
+                unpack(bytes(mutated))
+
+
+def test_every_truncation_is_rejected() -> None:
+    data = pack(make_lic())
+    for length in range(len(data)):
+        with pytest.raises(LicError):
+            unpack(data[:length])
+    with pytest.raises(LicError, match="truncated"):
+        unpack(data[: HEADER_SIZE - 1])
+    with pytest.raises(LicError, match="truncated"):
+        unpack(data[:-1])
+
+
+def test_bad_magic_is_rejected() -> None:
+    data = bytearray(pack(make_lic()))
+    data[1:4] = b"PNG"
+    with pytest.raises(LicError, match="not a .lic file"):
+        unpack(bytes(data))
+    with pytest.raises(LicError, match="not a .lic file"):
+        unpack(b"GIF89a")
+
+
+def test_newer_major_version_is_rejected_with_upgrade_hint() -> None:
+    data = bytearray(pack(make_lic()))
+    data[MAJOR_OFFSET] = FORMAT_MAJOR + 1
+    with pytest.raises(LicError, match=r"newer lcodec \(format 2\.0\); upgrade lcodec"):
+        unpack(with_header_crc(data))
+    # The version is checked before the header length: a v2 layout may differ entirely.
+    with pytest.raises(LicError, match="upgrade lcodec"):
+        unpack(bytes(data[:6]))
+
+
+def test_older_unknown_major_version_is_rejected() -> None:
+    data = bytearray(pack(make_lic()))
+    data[MAJOR_OFFSET] = 0
+    with pytest.raises(LicError, match="unknown .lic format version 0.0"):
+        unpack(with_header_crc(data))
+
+
+def test_newer_minor_version_is_accepted() -> None:
+    lic = make_lic()
+    data = bytearray(pack(lic))
+    data[MINOR_OFFSET] = FORMAT_MINOR + 1
+    assert unpack(with_header_crc(data)) == lic
+
+
+def _append_section(data: bytes, section_type: int, payload: bytes) -> bytearray:
+    out = bytearray(data)
+    out[SECTION_COUNT_OFFSET] += 1
+    crc = zlib.crc32(payload, zlib.crc32(struct.pack("<BI", section_type, len(payload))))
+    out += struct.pack("<BII", section_type, len(payload), crc) + payload
+    return out
+
+
+def test_unknown_section_type_is_rejected() -> None:
+    data = _append_section(pack(make_lic()), 200, b"future")
+    with pytest.raises(LicError, match="unknown section type 200"):
+        unpack(with_header_crc(data))
+
+
+def test_unknown_section_of_a_newer_minor_version_is_skipped() -> None:
+    lic = make_lic()
+    data = _append_section(pack(lic), 200, b"optional future data")
+    data[MINOR_OFFSET] = FORMAT_MINOR + 1
+    assert unpack(with_header_crc(data)) == lic
+
+
+def test_unknown_enum_values_are_rejected() -> None:
+    for offset, value, message in (
+        (14, 3, "unknown colour mode 3"),
+        (26, 0, "unknown entropy method 0"),
+        (26, 3, "unknown entropy method 3"),
+        (BIT_DEPTH_OFFSET, 16, "unsupported bit depth 16"),
+    ):
+        data = bytearray(pack(make_lic()))
+        data[offset] = value
+        with pytest.raises(LicError, match=message):
+            unpack(with_header_crc(data))
+
+
+def test_corrupted_header_is_rejected() -> None:
+    data = bytearray(pack(make_lic()))
+    data[20] ^= 0x10  # inside the model id, which no other check looks at
+    with pytest.raises(LicError, match="corrupted header"):
+        unpack(bytes(data))
+
+
+def test_corrupted_section_is_named() -> None:
+    data = bytearray(pack(make_lic()))
+    data[-1] ^= 0x01  # last byte of the last (chroma) section
+    with pytest.raises(LicError, match="corrupted chroma section"):
+        unpack(bytes(data))
+
+
+@pytest.mark.parametrize("field", ["width", "height"])
+def test_zero_dimensions_are_rejected(field: str) -> None:
+    data = bytearray(pack(make_lic()))
+    offset = WIDTH_OFFSET if field == "width" else WIDTH_OFFSET + 4
+    struct.pack_into("<I", data, offset, 0)
+    with pytest.raises(LicError, match="empty"):
+        unpack(with_header_crc(data))
+
+
+def test_duplicate_section_is_rejected() -> None:
+    data = _append_section(pack(make_lic()), SectionType.CHROMA, b"again")
+    with pytest.raises(LicError, match="duplicate chroma section"):
+        unpack(with_header_crc(data))
+
+
+def test_sections_out_of_order_are_rejected() -> None:
+    data = _append_section(pack(make_lic()), SectionType.IMPORTANCE, b"late")
+    with pytest.raises(LicError, match="out of order"):
+        unpack(with_header_crc(data))
+
+
+def test_trailing_garbage_is_rejected() -> None:
+    data = pack(make_lic())
+    for tail in (b"\x00", b"garbage", pack(make_lic())):
+        with pytest.raises(LicError, match="trailing data after the last section"):
+            unpack(data + tail)
+
+
+def test_oversize_dimensions_are_rejected_before_allocation() -> None:
+    big = pack(LicFile(header=make_header(width=2**32 - 1, height=2**32 - 1), sections={}))
+    with pytest.raises(LicError, match=r"4294967295×4294967295 pixels, over the limit of"):
+        unpack(big)
+    with pytest.raises(LicError, match="pass a higher limit"):
+        read_header(big)
+    assert DEFAULT_MAX_PIXELS < 20_000 * 20_000
+    square = pack(LicFile(header=make_header(width=20_000, height=20_000), sections={}))
+    with pytest.raises(LicError, match="over the limit of 200000000"):
+        unpack(square)
+    assert unpack(square, max_pixels=20_000 * 20_000).header.width == 20_000
+    with pytest.raises(LicError, match="over the limit of 152"):
+        unpack(pack(make_lic()), max_pixels=17 * 9 - 1)
+
+
+def test_huge_declared_section_length_is_rejected_without_allocating() -> None:
+    data = bytearray(pack(LicFile(header=make_header(), sections={})))
+    data[SECTION_COUNT_OFFSET] = 1
+    data += struct.pack("<BII", SectionType.LUMA, 2**32 - 1, 0) + b"tiny"
+    tracemalloc.start()
+    try:
+        with pytest.raises(LicError, match="luma section declares 4294967295 bytes"):
+            unpack(with_header_crc(data))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+
+
+def test_read_header_lists_sections() -> None:
+    lic = make_lic()
+    header, sections = read_header(pack(lic))
+    assert header == lic.header
+    assert sections == [(t, len(lic.sections[t])) for t in sorted(lic.sections)]
+    assert [t for t, _ in sections] == [
+        SectionType.IMPORTANCE,
+        SectionType.LUMA,
+        SectionType.CHROMA,
+    ]
+
+
+def test_read_header_validates_section_crcs() -> None:
+    data = bytearray(pack(make_lic()))
+    data[-1] ^= 0xFF
+    with pytest.raises(LicError, match="corrupted chroma section"):
+        read_header(bytes(data))
+
+
+def test_unpack_accepts_bytearray_and_memoryview() -> None:
+    lic = make_lic()
+    data = pack(lic)
+    assert unpack(bytearray(data)) == lic
+    assert unpack(memoryview(data)) == lic
+
+
+def test_looks_like_lic() -> None:
+    data = pack(make_lic())
+    assert looks_like_lic(data)
+    assert looks_like_lic(data[:4])
+    assert looks_like_lic(MAGIC + b"anything")
+    assert not looks_like_lic(data[:3])
+    assert not looks_like_lic(b"")
+    assert not looks_like_lic(b"\x89PNG\r\n\x1a\n")
+
+
+def test_section_type_bytes_are_protected_by_the_section_crc() -> None:
+    """A flipped type byte that still names a valid, in-order section is caught by the CRC."""
+    lic = LicFile(make_lic().header, {SectionType.IMPORTANCE: b"a" * 5, SectionType.METADATA: b"m"})
+    data = bytearray(pack(lic))
+    meta_type_at = HEADER_SIZE + SECTION_HEADER_SIZE + 5
+    assert data[meta_type_at] == SectionType.METADATA
+    data[meta_type_at] = SectionType.ALPHA
+    with pytest.raises(LicError, match="corrupted alpha section"):
+        unpack(bytes(data))

@@ -1,0 +1,54 @@
+"""The Pillow plugin registered by ``import lcodec``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+import lcodec  # noqa: F401  (registers the plugin)
+from lcodec.pil import _accept
+
+
+def test_accept_checks_only_the_magic() -> None:
+    assert _accept(b"\x89LIC\x01\x00")
+    assert not _accept(b"\x89PNG\r\n\x1a\n")
+
+
+def test_extension_and_mime_are_registered() -> None:
+    assert Image.registered_extensions()[".lic"] == "LIC"
+    assert Image.MIME["LIC"] == "image/x-lic"
+
+
+def test_save_then_open_round_trips(tmp_path, odd_path) -> None:
+    path = tmp_path / "x.lic"
+    Image.open(odd_path).save(path, knob=0.2)
+    with Image.open(path) as im:
+        assert (im.format, im.size, im.mode) == ("LIC", (77, 45), "RGB")
+        assert im.info["entropy_method"] == "STATIC_CONTEXT_V1"
+        im.load()
+        assert im.getpixel((0, 0)) is not None
+
+
+def test_opening_parses_only_the_header_without_torch(tmp_path, odd_path) -> None:
+    path = tmp_path / "y.lic"
+    Image.open(odd_path).save(path)
+    code = (f"import sys, lcodec; from PIL import Image; im = Image.open({str(path)!r}); "
+            "sys.exit(0 if im.size == (77, 45) and 'torch' not in sys.modules else 1)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_bad_save_options_and_alpha_are_refused(tmp_path, odd_path) -> None:
+    with pytest.raises(ValueError, match="unknown"):
+        Image.open(odd_path).save(tmp_path / "a.lic", quality=3)
+    with pytest.raises(ValueError, match="alpha"):
+        Image.new("RGBA", (8, 8)).save(tmp_path / "b.lic")
+
+
+def test_a_corrupted_file_is_not_identified(tmp_path) -> None:
+    path = tmp_path / "bad.lic"
+    path.write_bytes(b"\x89LIC" + bytes(60))
+    with pytest.raises(Image.UnidentifiedImageError):
+        Image.open(path)
