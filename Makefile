@@ -8,7 +8,7 @@ DEMO_IMAGE ?= ../shared/data/kodak/kodim23.png
 DEMO_BPP ?= 0.25
 OUT := out
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench fuzz clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m lcodec.evaluate.rd ../shared/data/kodak --knobs=-0.3,-0.15,0,0.15,0.3
+
+fuzz: $(STAMP)
+	$(BIN)/python tests/fuzzing.py --cases 10000
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache

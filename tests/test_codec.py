@@ -8,6 +8,7 @@ import pytest
 from lcodec import api, codec, container, models
 from lcodec.errors import LcodecError, LicError
 from lcodec.evaluate.metrics import psnr
+from lcodec.imageio import SourceImage
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_tiny_images_down_to_one_pixel_round_trip() -> None:
 
 
 def test_decoding_gives_exactly_the_symbols_the_encoder_chose(model, crop_rgb) -> None:
-    analysis = codec.analyse(model, crop_rgb)
+    analysis = codec.analyse(model, SourceImage(crop_rgb))
     for knob in (-0.3, 0.0, 0.3):
         data = analysis.encode(knob)
         sent = analysis.codes(round(knob, 3))
@@ -56,7 +57,7 @@ def test_encoding_and_decoding_are_deterministic(crop_rgb) -> None:
 
 
 def test_file_size_grows_with_the_rate_knob(model, crop_rgb) -> None:
-    analysis = codec.analyse(model, crop_rgb)
+    analysis = codec.analyse(model, SourceImage(crop_rgb))
     sizes = [len(analysis.encode(k)) for k in (-0.5, -0.2, 0.1, 0.4, 0.8)]
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
 
@@ -64,7 +65,7 @@ def test_file_size_grows_with_the_rate_knob(model, crop_rgb) -> None:
 @pytest.mark.parametrize("target", [0.3, 0.6, 1.0])
 def test_bpp_target_gives_the_largest_file_not_above_it(model, crop_rgb, target) -> None:
     pixels = crop_rgb.shape[0] * crop_rgb.shape[1]
-    ceiling = len(codec.analyse(model, crop_rgb).encode(codec.KNOB_MAX)) * 8 / pixels
+    ceiling = len(codec.analyse(model, SourceImage(crop_rgb)).encode(codec.KNOB_MAX)) * 8 / pixels
     res = api.encode_with_stats(crop_rgb, bpp=target)
     assert res.bpp <= target
     if ceiling <= target:  # above the model's range: the largest file it makes
@@ -107,3 +108,22 @@ def test_bad_api_arguments_raise_lcodec_errors(crop_rgb) -> None:
         api.encode(crop_rgb[..., :2].copy())
     with pytest.raises(LcodecError, match="unknown model"):
         api.encode(crop_rgb, model="no-such-model")
+
+
+def test_psnr_target_gives_a_file_reaching_it_and_no_bigger_than_needed(crop_rgb) -> None:
+    ref = api.decode_array(api.encode(crop_rgb, knob=0.0))
+    target = psnr(crop_rgb, ref) - 0.2
+    res = api.encode_with_stats(crop_rgb, psnr=target)
+    assert psnr(crop_rgb, api.decode_array(res.data)) >= target
+    assert len(res.data) <= len(api.encode(crop_rgb, knob=0.0))
+
+
+def test_an_unreachable_psnr_names_the_best_quality(crop_rgb) -> None:
+    with pytest.raises(LcodecError, match="reaches at most"):
+        api.encode(crop_rgb, psnr=99.0)
+
+
+def test_quality_maps_onto_the_knob(crop_rgb) -> None:
+    assert api.encode(crop_rgb, quality=75) == api.encode(crop_rgb, knob=0.5)
+    with pytest.raises(LcodecError, match="quality"):
+        api.encode(crop_rgb, quality=101)

@@ -302,7 +302,7 @@ def test_oversize_dimensions_are_rejected_before_allocation() -> None:
         read_header(big)
     assert DEFAULT_MAX_PIXELS < 20_000 * 20_000
     square = pack(LicFile(header=make_header(width=20_000, height=20_000), sections={}))
-    with pytest.raises(LicError, match="over the limit of 200000000"):
+    with pytest.raises(LicError, match="over the limit of 100000000"):
         unpack(square)
     assert unpack(square, max_pixels=20_000 * 20_000).header.width == 20_000
     with pytest.raises(LicError, match="over the limit of 152"):

@@ -40,11 +40,18 @@ def test_opening_parses_only_the_header_without_torch(tmp_path, odd_path) -> Non
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-def test_bad_save_options_and_alpha_are_refused(tmp_path, odd_path) -> None:
+def test_bad_save_options_are_refused(tmp_path, odd_path) -> None:
     with pytest.raises(ValueError, match="unknown"):
         Image.open(odd_path).save(tmp_path / "a.lic", quality=3)
-    with pytest.raises(ValueError, match="alpha"):
-        Image.new("RGBA", (8, 8)).save(tmp_path / "b.lic")
+
+
+def test_rgba_keeps_its_alpha_exactly(tmp_path, odd_path) -> None:
+    im = Image.open(odd_path).convert("RGBA")
+    im.putalpha(Image.linear_gradient("L").resize(im.size))
+    im.save(tmp_path / "b.lic")
+    with Image.open(tmp_path / "b.lic") as back:
+        assert back.mode == "RGBA"
+        assert back.getchannel("A").tobytes() == im.getchannel("A").tobytes()
 
 
 def test_a_corrupted_file_is_not_identified(tmp_path) -> None:

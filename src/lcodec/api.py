@@ -6,7 +6,7 @@ Models are loaded once per process and reused.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,9 @@ from PIL import Image
 
 from lcodec import codec, container, models
 from lcodec.errors import LcodecError
-from lcodec.evaluate.metrics import psnr  # noqa: F401  (re-exported for API users)
-from lcodec.imageio import load_rgb
-from lcodec.ratecontrol import fit_budget
+from lcodec.evaluate.metrics import psnr as psnr_of
+from lcodec.imageio import SourceImage, from_pil, load_image, to_pil
+from lcodec.ratecontrol import fit_budget, fit_quality, quality_to_knob
 
 DEFAULT_KNOB = 0.0
 
@@ -25,10 +25,18 @@ DEFAULT_KNOB = 0.0
 @dataclass
 class EncodeResult:
     data: bytes
-    width: int
-    height: int
+    source: SourceImage
     knob: float
     model: str
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def width(self) -> int:
+        return self.source.width
+
+    @property
+    def height(self) -> int:
+        return self.source.height
 
     @property
     def bpp(self) -> float:
@@ -47,65 +55,98 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _as_rgb(image: Any) -> np.ndarray:
+def as_source(image: Any, alpha: str = "keep", strip: bool = False) -> SourceImage:
+    """Accept a path, a PIL image, an (H, W, 3) uint8 array or a prepared SourceImage."""
+    if isinstance(image, SourceImage):
+        return image
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise LcodecError("arrays must be (H, W, 3) uint8 RGB")
-        return image
+        if image.shape[0] < 1 or image.shape[1] < 1:
+            raise LcodecError("the image is empty")
+        return SourceImage(image)
     if isinstance(image, Image.Image):
-        if "A" in image.getbands():
-            raise LcodecError("the image has an alpha channel, which lcodec cannot store yet")
-        return np.asarray(image.convert("RGB"))
+        return from_pil(image, "image", alpha, strip)
     if isinstance(image, str | Path):
-        return load_rgb(image, str(image))
+        return load_image(image, str(image), alpha, strip)
     raise LcodecError(f"cannot encode an object of type {type(image).__name__}")
 
 
 def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None = None,
+                      psnr: float | None = None, quality: float | None = None,
                       knob: float | None = None, model: str | None = None,
-                      device: str = "cpu") -> EncodeResult:
-    """Encode and report what was achieved. At most one of ``bpp``, ``size``, ``knob``.
+                      device: str = "cpu", alpha: str = "keep",
+                      strip: bool = False) -> EncodeResult:
+    """Encode and report what was achieved. At most one rate setting:
 
-    ``bpp``/``size``: the largest file not above the target (bisection on real bytes).
-    ``knob``: a fixed importance-map offset in [-1, 1], no search. Default: knob 0.
+    ``bpp``/``size``: the largest file not above the target (bisection on real bytes; the
+    target counts the whole file, alpha and metadata included). ``psnr``: the smallest file
+    whose decoded RGB PSNR reaches the target (dB). ``quality``: 0-100 mapped linearly onto
+    the knob, no search. ``knob``: a fixed importance-map offset in [-1, 1], no search.
+    Default: knob 0.
     """
-    if sum(v is not None for v in (bpp, size, knob)) > 1:
-        raise LcodecError("give at most one of bpp, size and knob")
-    rgb = _as_rgb(image)
-    h, w = rgb.shape[:2]
-    if h < 1 or w < 1:
-        raise LcodecError("the image is empty")
-    info = models.find(model)
-    loaded = models.load(info, resolve_device(device))
-    analysis = codec.analyse(loaded, rgb)
-    if bpp is not None or size is not None:
-        if bpp is not None and not (math.isfinite(bpp) and bpp > 0):
-            raise LcodecError(f"bpp must be a positive number, not {bpp}")
-        budget = int(size) if size is not None else math.floor(bpp * w * h / 8)
-        res = fit_budget(analysis.encode, budget)
-        return EncodeResult(res.data, w, h, res.knob, info.name)
+    if sum(v is not None for v in (bpp, size, psnr, quality, knob)) > 1:
+        raise LcodecError("give at most one of bpp, size, psnr, quality and knob")
+    if quality is not None:
+        knob = quality_to_knob(quality)
+    if bpp is not None and not (math.isfinite(bpp) and bpp > 0):
+        raise LcodecError(f"bpp must be a positive number, not {bpp}")
+    if size is not None and size <= 0:
+        raise LcodecError(f"size must be a positive number of bytes, not {size}")
     k = DEFAULT_KNOB if knob is None else knob
     if not (math.isfinite(k) and codec.KNOB_MIN <= k <= codec.KNOB_MAX):
         raise LcodecError(f"knob must be in [{codec.KNOB_MIN}, {codec.KNOB_MAX}], not {k}")
-    return EncodeResult(analysis.encode(k), w, h, round(k, 3), info.name)
+    src = as_source(image, alpha, strip)
+    info = models.find(model)
+    loaded = models.load(info, resolve_device(device))
+    analysis = codec.analyse(loaded, src)
+    if bpp is not None or size is not None:
+        budget = int(size) if size is not None else math.floor(bpp * src.width * src.height / 8)
+        res = fit_budget(analysis.encode, budget)
+        return EncodeResult(res.data, src, res.knob, info.name, src.notices)
+    if psnr is not None:
+        def measured(data: bytes) -> float:
+            return psnr_of(src.rgb, decode_array(data, loaded.device.type))
+
+        res = fit_quality(analysis.encode, measured, psnr)
+        return EncodeResult(res.data, src, res.knob, info.name, src.notices)
+    return EncodeResult(analysis.encode(k), src, round(k, 3), info.name, src.notices)
 
 
 def encode(image: Any, *, bpp: float | None = None, size: int | None = None,
-           knob: float | None = None, model: str | None = None, device: str = "cpu") -> bytes:
+           psnr: float | None = None, quality: float | None = None,
+           knob: float | None = None, model: str | None = None, device: str = "cpu",
+           alpha: str = "keep", strip: bool = False) -> bytes:
     """Encode an image (path, PIL image or (H, W, 3) uint8 array) to `.lic` bytes."""
-    return encode_with_stats(image, bpp=bpp, size=size, knob=knob, model=model,
-                             device=device).data
+    return encode_with_stats(image, bpp=bpp, size=size, psnr=psnr, quality=quality, knob=knob,
+                             model=model, device=device, alpha=alpha, strip=strip).data
+
+
+def decode_full(data: bytes, device: str = "cpu",
+                max_pixels: int = container.DEFAULT_MAX_PIXELS) -> codec.Decoded:
+    """Decode `.lic` bytes to pixels plus alpha and metadata.
+
+    ``max_pixels`` is the decompression-bomb limit: files declaring more are refused before
+    anything is allocated.
+    """
+    lic = container.unpack(data, max_pixels)
+    info = models.find(model_id=lic.header.model_id)
+    loaded = models.load(info, resolve_device(device))
+    return codec.decode(loaded, lic)
 
 
 def decode_array(data: bytes, device: str = "cpu") -> np.ndarray:
-    """Decode `.lic` bytes to an (H, W, 3) uint8 array."""
-    lic = container.unpack(data)
-    info = models.find(model_id=lic.header.model_id)
-    loaded = models.load(info, resolve_device(device))
-    codes = codec.decode_codes(loaded, lic)
-    return codec.reconstruct(loaded, codes, lic.header.width, lic.header.height)
+    """Decode `.lic` bytes to an (H, W, 3) uint8 RGB array (gray replicated, alpha dropped)."""
+    return decode_full(data, device).pixels
 
 
-def decode(data: bytes, device: str = "cpu") -> Image.Image:
-    """Decode `.lic` bytes to a PIL RGB image."""
-    return Image.fromarray(decode_array(data, device), "RGB")
+def decode(data: bytes, device: str = "cpu",
+           max_pixels: int = container.DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode `.lic` bytes to a PIL image (RGB, RGBA, L or LA; ICC/EXIF in ``info``)."""
+    d = decode_full(data, device, max_pixels)
+    im = to_pil(d.pixels, d.gray, d.alpha)
+    if d.icc:
+        im.info["icc_profile"] = d.icc
+    if d.exif:
+        im.info["exif"] = d.exif
+    return im

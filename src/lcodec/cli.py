@@ -72,15 +72,6 @@ def _write_output(path: str, data: bytes, force: bool) -> None:
         raise LcodecError(f"cannot write {path}: {exc.strerror}") from None
 
 
-def _report(stats: dict, as_json: bool, verbose: bool, quiet: bool, out_is_stdout: bool,
-            line: str) -> None:
-    if as_json:
-        text = json.dumps(stats, sort_keys=True)
-        click.echo(text, err=out_is_stdout)
-    elif verbose and not quiet:
-        click.echo(line, err=True)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lcodec")
 def cli() -> None:
@@ -95,90 +86,231 @@ def cli() -> None:
 
 _device = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu",
                        show_default=True, help="Where the networks run.")
-_force = click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
+_force = click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 _quiet = click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 _verbose = click.option("-v", "--verbose", is_flag=True, help="Print one line of statistics.")
 _json = click.option("--json", "as_json", is_flag=True,
                      help="Print statistics as JSON (on stderr when the data goes to stdout).")
+_outdir = click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
+                       help="Batch mode: every PATH is an input; outputs go to this folder.")
+_jobs = click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+                     help="Worker processes in batch mode.")
 
 
-@cli.command()
-@click.argument("input_path", metavar="IN")
-@click.argument("output_path", metavar="OUT")
-@click.option("--bpp", type=float, default=None,
-              help="Target bits per pixel: the largest file not above it.")
-@click.option("--size", "size_bytes", type=int, default=None,
-              help="Target file size in bytes: the largest file not above it.")
-@click.option("--knob", type=float, default=None,
-              help="Fixed rate knob in [-1, 1] (importance-map offset; 0 is the default), "
-                   "no search.")
-@click.option("--model", default=None, help="Model name (see `lcodec models`).")
-@_device
-@_force
-@_quiet
-@_verbose
-@_json
-def encode(input_path: str, output_path: str, bpp: float | None, size_bytes: int | None,
-           knob: float | None, model: str | None, device: str, force: bool, quiet: bool,
-           verbose: bool, as_json: bool) -> None:
-    """Encode image IN (PNG, JPEG, …; '-' for stdin) to the .lic file OUT ('-' for stdout).
-
-    With --bpp or --size the encoder searches the model's rate knob for the largest file that
-    fits; without either it uses --knob (default 0).
-    """
+def _encode_one(input_path: str, output_path: str, opts: dict) -> dict:
+    """Encode one file; returns its statistics. Raises LcodecError on bad input."""
     import io
 
     from lcodec import api
-    from lcodec.imageio import load_rgb
+    from lcodec.imageio import load_image
 
-    _check_output(output_path, force)
+    _check_output(output_path, opts["force"])
     t0 = time.perf_counter()
     raw = _read_input(input_path)
-    rgb = load_rgb(io.BytesIO(raw), "stdin" if input_path == "-" else input_path)
-    res = api.encode_with_stats(rgb, bpp=bpp, size=size_bytes, knob=knob, model=model,
-                                device=device)
+    src = load_image(io.BytesIO(raw), "stdin" if input_path == "-" else input_path,
+                     opts["alpha"], opts["strip"])
+    res = api.encode_with_stats(src, bpp=opts["bpp"], size=opts["size"], psnr=opts["psnr"],
+                                quality=opts["quality"], knob=opts["knob"],
+                                model=opts["model"], device=opts["device"])
     seconds = time.perf_counter() - t0
-    _write_output(output_path, res.data, force)
+    _write_output(output_path, res.data, opts["force"])
     stats = {"input": input_path, "output": output_path, "bytes": len(res.data),
              "bpp": round(res.bpp, 5), "knob": res.knob, "model": res.model,
-             "width": res.width, "height": res.height, "seconds": round(seconds, 3)}
-    if verbose or as_json:
-        back = api.decode_array(res.data, device)
-        stats["psnr"] = round(api.psnr(rgb, back), 3)
-    line = (f"{input_path} -> {output_path}: {len(res.data)} bytes, {res.bpp:.4f} bpp, "
-            f"PSNR {stats.get('psnr', float('nan')):.2f} dB, knob {res.knob:+.3f}, "
-            f"{seconds:.2f} s")
-    _report(stats, as_json, verbose, quiet, output_path == "-", line)
+             "width": res.width, "height": res.height, "seconds": round(seconds, 3),
+             "notices": res.notices}
+    if opts["want_psnr"]:
+        back = api.decode_array(res.data, opts["device"])
+        stats["psnr"] = round(api.psnr_of(src.rgb, back), 3)
+    return stats
 
 
-@cli.command()
-@click.argument("input_path", metavar="IN")
-@click.argument("output_path", metavar="OUT")
-@_device
-@_force
-@_quiet
-@_verbose
-@_json
-def decode(input_path: str, output_path: str, device: str, force: bool, quiet: bool,
-           verbose: bool, as_json: bool) -> None:
-    """Decode the .lic file IN ('-' for stdin) to image OUT; the format follows OUT's
-    extension ('-' writes PNG to stdout)."""
+def _decode_one(input_path: str, output_path: str, opts: dict) -> dict:
     from lcodec import api
     from lcodec.imageio import encode_image, image_format_for
 
     fmt = image_format_for(output_path)
-    _check_output(output_path, force)
+    _check_output(output_path, opts["force"])
     t0 = time.perf_counter()
     data = _read_input(input_path)
-    rgb = api.decode_array(data, device)
+    img = api.decode(data, opts["device"], opts["max_pixels"])
     seconds = time.perf_counter() - t0
-    _write_output(output_path, encode_image(rgb, fmt), force)
-    h, w = rgb.shape[:2]
-    stats = {"input": input_path, "output": output_path, "width": w, "height": h,
-             "bytes": len(data), "bpp": round(len(data) * 8 / (w * h), 5),
-             "seconds": round(seconds, 3)}
-    line = f"{input_path} -> {output_path}: {w}×{h}, {stats['bpp']:.4f} bpp, {seconds:.2f} s"
-    _report(stats, as_json, verbose, quiet, output_path == "-", line)
+    payload = encode_image(img, fmt, img.info.get("icc_profile"), img.info.get("exif"))
+    _write_output(output_path, payload, opts["force"])
+    w, h = img.size
+    return {"input": input_path, "output": output_path, "width": w, "height": h,
+            "mode": img.mode, "bytes": len(data), "bpp": round(len(data) * 8 / (w * h), 5),
+            "seconds": round(seconds, 3), "notices": []}
+
+
+def _encode_line(st: dict) -> str:
+    psnr = f", PSNR {st['psnr']:.2f} dB" if "psnr" in st else ""
+    return (f"{st['input']} -> {st['output']}: {st['bytes']} bytes, {st['bpp']:.4f} bpp"
+            f"{psnr}, knob {st['knob']:+.3f}, {st['seconds']:.2f} s")
+
+
+def _decode_line(st: dict) -> str:
+    return (f"{st['input']} -> {st['output']}: {st['width']}×{st['height']} {st['mode']}, "
+            f"{st['bpp']:.4f} bpp, {st['seconds']:.2f} s")
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_one(job: tuple[str, str, str, dict]) -> tuple[dict | None, str | None]:
+    kind, src, dst, opts = job
+    try:
+        fn = _encode_one if kind == "encode" else _decode_one
+        return fn(src, dst, opts), None
+    except LcodecError as exc:
+        return None, str(exc)
+    except OSError as exc:
+        return None, f"{src}: {exc.strerror or exc}"
+
+
+def _single_or_batch(kind: str, paths: tuple[str, ...], output_dir: str | None, jobs: int,
+                     opts: dict, suffix: str, verbose: bool, quiet: bool,
+                     as_json: bool) -> None:
+    """Run one file (IN OUT) or a batch (PATHS… -o DIR); exit 1 if any file failed."""
+    line = _encode_line if kind == "encode" else _decode_line
+    if output_dir is None:
+        if len(paths) != 2:
+            raise click.UsageError("give IN and OUT, or several inputs with -o OUTDIR")
+        stats = (_encode_one if kind == "encode" else _decode_one)(paths[0], paths[1], opts)
+        to_stdout = paths[1] == "-"
+        for notice in stats["notices"]:
+            if not quiet:
+                click.echo(f"Notice: {notice}", err=True)
+        if as_json:
+            click.echo(json.dumps(stats, sort_keys=True), err=to_stdout)
+        elif verbose and not quiet:
+            click.echo(line(stats), err=True)
+        return
+    if not paths:
+        raise click.UsageError("no input files")
+    if "-" in paths:
+        raise click.UsageError("'-' (stdin) cannot be used in batch mode")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    targets = [str(out / (Path(p).stem + suffix)) for p in paths]
+    if len(set(targets)) != len(targets):
+        raise LcodecError("two inputs would write the same output name; rename one")
+    job_list = [(kind, p, t, opts) for p, t in zip(paths, targets, strict=True)]
+    t0 = time.perf_counter()
+    results: list[tuple[dict | None, str | None]] = []
+    show_bar = not quiet and not as_json and len(paths) > 1
+
+    def collect(iterator) -> None:
+        with click.progressbar(iterator, length=len(job_list), label=f"{kind} ",
+                               file=sys.stderr, show_pos=True) if show_bar else _nullbar(
+                                   iterator) as bar:
+            for stats, err in bar:
+                results.append((stats, err))
+                if err:
+                    click.echo(f"\nError: {err}" if show_bar else f"Error: {err}", err=True)
+                elif stats and as_json:
+                    click.echo(json.dumps(stats, sort_keys=True))
+                elif stats and verbose and not quiet:
+                    click.echo(line(stats), err=True)
+
+    if jobs == 1:
+        collect(map(_run_one, job_list))
+    else:
+        import concurrent.futures as cf
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with cf.ProcessPoolExecutor(jobs, initializer=_worker_init, initargs=(threads,)) as ex:
+            collect(ex.map(_run_one, job_list))
+    ok = [s for s, e in results if e is None and s]
+    failed = len(results) - len(ok)
+    if not quiet:
+        total = sum(s["bytes"] for s in ok)
+        click.echo(f"{kind}d {len(ok)} of {len(results)} files ({failed} failed), "
+                   f"{total} bytes, {time.perf_counter() - t0:.1f} s", err=True)
+    if failed:
+        raise SystemExit(1)
+
+
+class _nullbar:
+    def __init__(self, iterator) -> None:
+        self.iterator = iterator
+
+    def __enter__(self):
+        return self.iterator
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, metavar="IN OUT | IN… -o OUTDIR")
+@click.option("--bpp", type=float, default=None,
+              help="Target bits per pixel: the largest file not above it.")
+@click.option("--size", "size_bytes", type=int, default=None,
+              help="Target file size in bytes: the largest file not above it.")
+@click.option("--psnr", "psnr_db", type=float, default=None,
+              help="Target PSNR in dB: the smallest file whose decoded image reaches it.")
+@click.option("--quality", type=float, default=None,
+              help="Quality 0-100, mapped linearly onto the rate knob (no search).")
+@click.option("--knob", type=float, default=None,
+              help="Fixed rate knob in [-1, 1] (importance-map offset; 0 is the default), "
+                   "no search.")
+@click.option("--model", default=None, help="Model name (see `lcodec models`).")
+@click.option("--alpha", type=click.Choice(["keep", "drop"]), default="keep",
+              show_default=True, help="Keep an alpha channel losslessly, or drop it.")
+@click.option("--strip", is_flag=True, help="Do not keep the ICC profile and EXIF data.")
+@_outdir
+@_jobs
+@_device
+@_force
+@_quiet
+@_verbose
+@_json
+def encode(paths: tuple[str, ...], bpp: float | None, size_bytes: int | None,
+           psnr_db: float | None, quality: float | None, knob: float | None,
+           model: str | None, alpha: str, strip: bool,
+           output_dir: str | None, jobs: int, device: str, force: bool, quiet: bool,
+           verbose: bool, as_json: bool) -> None:
+    """Encode image IN (PNG, JPEG, …; '-' for stdin) to the .lic file OUT ('-' for stdout),
+    or several images into OUTDIR with -o.
+
+    With --bpp or --size the encoder searches the model's rate knob for the largest file that
+    fits, with --psnr for the smallest file that reaches the quality; --quality and --knob
+    fix the knob (default: knob 0).
+    """
+    opts = {"bpp": bpp, "size": size_bytes, "psnr": psnr_db, "quality": quality, "knob": knob,
+            "model": model, "alpha": alpha,
+            "strip": strip, "device": device, "force": force,
+            "want_psnr": (verbose or as_json) and output_dir is None}
+    _single_or_batch("encode", paths, output_dir, jobs, opts, ".lic", verbose, quiet, as_json)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, metavar="IN OUT | IN… -o OUTDIR")
+@click.option("--format", "fmt", default="png", show_default=True,
+              help="Output extension in batch mode (png, bmp, tif, webp, …).")
+@click.option("--max-pixels", type=click.IntRange(1), default=None,
+              help="Refuse files declaring more pixels (default 100 million); raise it "
+                   "only for files you trust.")
+@_outdir
+@_jobs
+@_device
+@_force
+@_quiet
+@_verbose
+@_json
+def decode(paths: tuple[str, ...], fmt: str, max_pixels: int | None, output_dir: str | None,
+           jobs: int, device: str, force: bool, quiet: bool, verbose: bool,
+           as_json: bool) -> None:
+    """Decode the .lic file IN ('-' for stdin) to image OUT, whose extension sets the format
+    ('-' writes PNG to stdout); or several files into OUTDIR with -o."""
+    from lcodec.container import DEFAULT_MAX_PIXELS
+
+    opts = {"device": device, "force": force, "max_pixels": max_pixels or DEFAULT_MAX_PIXELS}
+    _single_or_batch("decode", paths, output_dir, jobs, opts, "." + fmt.lstrip("."), verbose,
+                     quiet, as_json)
 
 
 @cli.command()
@@ -233,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     except LcodecError as exc:
         click.echo(f"Error: {exc}", err=True)
         return 1
+    except SystemExit as exc:
+        return int(exc.code or 0)
     except BrokenPipeError:
         return 1
     except OSError as exc:

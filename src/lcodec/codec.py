@@ -1,41 +1,59 @@
-"""Images to `.lic` bytes and back, with a loaded model (STATIC_CONTEXT_V1 entropy method).
+"""Images to `.lic` bytes and back with a loaded model (entropy method STATIC_CONTEXT_V1).
 
-Encoding runs the analysis network once; :class:`Analysis` then quantizes and entropy-codes
+Encoding runs the analysis networks once; :class:`Analysis` then quantizes and entropy-codes
 at any rate knob cheaply, which is what rate control searches over.
+
+Large images: the networks run in windows of ``TILE_CODES``² code positions (1024² pixels)
+with a halo of ``HALO_CODES`` codes (128 pixels) on every side, keeping only each window's
+core. The halo covers the networks' receptive field, so the result equals a whole-image pass
+(up to float rounding) and shows no seams, while peak memory is bounded by one window. The
+symbols of the whole image form one cuboid; the entropy coder works channel by channel
+(luma/chroma) or row by row (importance), so its memory is bounded too.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from lcodec import container
+from lcodec import container, sidecar
 from lcodec.color import pad_to_multiple, rgb_to_ycbcr, ycbcr_to_rgb
 from lcodec.container import ColourMode, EntropyMethod, Header, LicFile, SectionType
 from lcodec.entropy import static_context as sc
 from lcodec.errors import LicError
+from lcodec.imageio import SourceImage
 from lcodec.models import LoadedModel
-from lcodec.nets.cwic import Encoded
+from lcodec.nets.cwic import Encoded, centred_importance
 from lcodec.quant import code_mask
 
 KNOB_MIN, KNOB_MAX = -1.0, 1.0  # importance-map offsets; beyond these nothing changes
+TILE_CODES = 128
+HALO_CODES = 16
 
 
 def code_shape(width: int, height: int, stride: int) -> tuple[int, int]:
     return math.ceil(height / stride), math.ceil(width / stride)
 
 
-def rgb_to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+def windows(n: int, tile: int, halo: int) -> Iterator[tuple[int, int, int, int]]:
+    """Along one axis of length ``n``: (core start, core end, window start, window end)."""
+    for start in range(0, n, tile):
+        end = min(n, start + tile)
+        yield start, end, max(0, start - halo), min(n, end + halo)
+
+
+def _to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
     x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).to(device)
     return x.permute(2, 0, 1)[None].float() / 255
 
 
-def tensor_to_rgb(x: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) float -> (H, W, 3) uint8, rounded half up after clamping."""
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(1, C, H, W) float -> (H, W, C) uint8, clamped, rounded half up."""
     x = torch.clamp(x[0], 0.0, 1.0).permute(1, 2, 0)
     return torch.floor(x * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
 
@@ -45,8 +63,7 @@ class Analysis:
     """Continuous encoder outputs of one image, ready to be coded at any rate knob."""
 
     model: LoadedModel
-    width: int
-    height: int
+    source: SourceImage
     e_y: torch.Tensor
     e_c: torch.Tensor
     p: torch.Tensor
@@ -58,60 +75,133 @@ class Analysis:
         """A complete `.lic` file at rate knob ``knob`` (rounded to the stored thousandths)."""
         knob = round(min(max(knob, KNOB_MIN), KNOB_MAX), 3)
         codes = self.codes(knob)
-        cfg = self.model.config
-        tables = self.model.tables
+        cfg, tables, src = self.model.config, self.model.tables, self.source
         qi = codes.qi[0, 0].cpu().numpy()
         m_y = code_mask(codes.qi, cfg.n_luma, cfg.imp_levels)[0].cpu().numpy()
-        m_c = code_mask(codes.qi, cfg.n_chroma, cfg.imp_levels)[0].cpu().numpy()
         sections = {
             SectionType.IMPORTANCE: sc.encode_importance(qi, tables["entropy.qi"]),
             SectionType.LUMA: sc.encode_codes(codes.luma[0].cpu().numpy(), m_y,
                                               tables["entropy.luma"]),
-            SectionType.CHROMA: sc.encode_codes(codes.chroma[0].cpu().numpy(), m_c,
-                                                tables["entropy.chroma"]),
         }
+        if not src.gray:
+            m_c = code_mask(codes.qi, cfg.n_chroma, cfg.imp_levels)[0].cpu().numpy()
+            sections[SectionType.CHROMA] = sc.encode_codes(codes.chroma[0].cpu().numpy(), m_c,
+                                                           tables["entropy.chroma"])
+        sections.update(self._sidecars)
+        mode = ColourMode.GRAY if src.gray else (
+            ColourMode.RGBA if src.alpha is not None else ColourMode.RGB)
         header = Header(
-            width=self.width, height=self.height, colour_mode=ColourMode.RGB, bit_depth=8,
+            width=src.width, height=src.height, colour_mode=mode, bit_depth=8,
             model_id=self.model.info.model_id, rate_knob=knob,
             entropy_method=EntropyMethod.STATIC_CONTEXT_V1,
         )
         return container.pack(LicFile(header, sections))
 
+    @property
+    def _sidecars(self) -> dict[SectionType, bytes]:
+        if not hasattr(self, "_sidecar_cache"):
+            src = self.source
+            out = {}
+            if src.alpha is not None:
+                out[SectionType.ALPHA] = sidecar.pack_alpha(src.alpha)
+            meta = sidecar.pack_metadata(src.icc, src.exif)
+            if meta:
+                out[SectionType.METADATA] = meta
+            self._sidecar_cache = out
+        return self._sidecar_cache
+
 
 @torch.no_grad()
-def analyse(model: LoadedModel, rgb: np.ndarray) -> Analysis:
-    """Run the encoder networks on an (H, W, 3) uint8 image."""
-    h, w = rgb.shape[:2]
-    x = pad_to_multiple(rgb_to_tensor(rgb, model.device), model.config.stride)
-    e_y, e_c, p = model.net.analyse(rgb_to_ycbcr(x))
-    return Analysis(model, w, h, e_y, e_c, p)
+def analyse(model: LoadedModel, source: SourceImage) -> Analysis:
+    """Run the encoder networks (in windows for large images) on a source image."""
+    s = model.config.stride
+    x = pad_to_multiple(_to_tensor(source.rgb, model.device), s)
+    h8, w8 = x.shape[2] // s, x.shape[3] // s
+    net = model.net
+    if h8 <= TILE_CODES + HALO_CODES and w8 <= TILE_CODES + HALO_CODES:
+        e_y, e_c, p = net.analyse(rgb_to_ycbcr(x))
+        return Analysis(model, source, e_y, e_c, p)
+    cfg = model.config
+    e_y = torch.empty(1, cfg.n_luma, h8, w8, device=x.device)
+    e_c = torch.empty(1, cfg.n_chroma, h8, w8, device=x.device)
+    logits = torch.empty(1, 1, h8, w8, device=x.device)
+    for i0, i1, wi0, wi1 in windows(h8, TILE_CODES, HALO_CODES):
+        for j0, j1, wj0, wj1 in windows(w8, TILE_CODES, HALO_CODES):
+            win = rgb_to_ycbcr(x[:, :, wi0 * s : wi1 * s, wj0 * s : wj1 * s])
+            ty, tc, tl = net.analyse_logits(win)
+            core = (slice(None), slice(None), slice(i0 - wi0, i1 - wi0), slice(j0 - wj0, j1 - wj0))
+            e_y[:, :, i0:i1, j0:j1] = ty[core]
+            e_c[:, :, i0:i1, j0:j1] = tc[core]
+            logits[:, :, i0:i1, j0:j1] = tl[core]
+    return Analysis(model, source, e_y, e_c, centred_importance(logits))
+
+
+@dataclass
+class Decoded:
+    pixels: np.ndarray  # (H, W, 3) uint8; gray images are replicated
+    gray: bool
+    alpha: np.ndarray | None
+    icc: bytes | None
+    exif: bytes | None
 
 
 def decode_codes(model: LoadedModel, lic: LicFile) -> Encoded:
-    """Entropy-decode the symbols of a parsed file."""
+    """Entropy-decode the symbols of a parsed file (chroma is all zero for GRAY files)."""
     hdr = lic.header
     if hdr.entropy_method != EntropyMethod.STATIC_CONTEXT_V1:
         raise LicError(f"entropy method {hdr.entropy_method.name} is not supported by this lcodec")
-    for need in (SectionType.IMPORTANCE, SectionType.LUMA, SectionType.CHROMA):
-        if need not in lic.sections:
-            raise LicError(f"the file has no {need.name.lower()} section")
+    gray = hdr.colour_mode == ColourMode.GRAY
+    need = [SectionType.IMPORTANCE, SectionType.LUMA] + ([] if gray else [SectionType.CHROMA])
+    for sec in need:
+        if sec not in lic.sections:
+            raise LicError(f"the file has no {sec.name.lower()} section")
     cfg = model.config
     h8, w8 = code_shape(hdr.width, hdr.height, cfg.stride)
     qi = sc.decode_importance(lic.sections[SectionType.IMPORTANCE], (h8, w8),
                               model.tables["entropy.qi"])
     qi_t = torch.from_numpy(qi)[None, None]
     m_y = code_mask(qi_t, cfg.n_luma, cfg.imp_levels)[0].numpy()
-    m_c = code_mask(qi_t, cfg.n_chroma, cfg.imp_levels)[0].numpy()
     luma = sc.decode_codes(lic.sections[SectionType.LUMA], m_y, model.tables["entropy.luma"])
-    chroma = sc.decode_codes(lic.sections[SectionType.CHROMA], m_c,
-                             model.tables["entropy.chroma"])
+    if gray:
+        chroma = np.zeros((cfg.n_chroma, h8, w8), dtype=np.int64)
+    else:
+        m_c = code_mask(qi_t, cfg.n_chroma, cfg.imp_levels)[0].numpy()
+        chroma = sc.decode_codes(lic.sections[SectionType.CHROMA], m_c,
+                                 model.tables["entropy.chroma"])
     dev = model.device
     return Encoded(qi_t.to(dev), torch.from_numpy(luma)[None].to(dev),
                    torch.from_numpy(chroma)[None].to(dev))
 
 
 @torch.no_grad()
-def reconstruct(model: LoadedModel, codes: Encoded, width: int, height: int) -> np.ndarray:
-    """Run the decoder networks and crop to (height, width, 3) uint8."""
-    ycc = model.net.decompress(codes)
-    return tensor_to_rgb(ycbcr_to_rgb(ycc))[:height, :width]
+def reconstruct(model: LoadedModel, codes: Encoded, width: int, height: int,
+                gray: bool = False) -> np.ndarray:
+    """Run the decoder networks in windows; (height, width, 3) uint8."""
+    s = model.config.stride
+    h8, w8 = codes.qi.shape[2:]
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for i0, i1, wi0, wi1 in windows(h8, TILE_CODES, HALO_CODES):
+        for j0, j1, wj0, wj1 in windows(w8, TILE_CODES, HALO_CODES):
+            win = Encoded(*(t[:, :, wi0:wi1, wj0:wj1] for t in (codes.qi, codes.luma,
+                                                                 codes.chroma)))
+            rec = model.net.decompress(win, luma_only=gray)
+            rgb = rec.expand(-1, 3, -1, -1) if gray else ycbcr_to_rgb(rec)
+            core = _to_uint8(rgb[:, :, (i0 - wi0) * s : (i1 - wi0) * s,
+                                 (j0 - wj0) * s : (j1 - wj0) * s])
+            ph, pw = min(i1 * s, height) - i0 * s, min(j1 * s, width) - j0 * s
+            out[i0 * s : i0 * s + ph, j0 * s : j0 * s + pw] = core[:ph, :pw]
+    return out
+
+
+def decode(model: LoadedModel, lic: LicFile) -> Decoded:
+    """Symbols, pixels and side sections of a parsed file."""
+    hdr = lic.header
+    gray = hdr.colour_mode == ColourMode.GRAY
+    if hdr.colour_mode == ColourMode.RGBA and SectionType.ALPHA not in lic.sections:
+        raise LicError("the file is RGBA but has no alpha section")
+    pixels = reconstruct(model, decode_codes(model, lic), hdr.width, hdr.height, gray)
+    alpha = None
+    if SectionType.ALPHA in lic.sections:
+        alpha = sidecar.unpack_alpha(lic.sections[SectionType.ALPHA], hdr.width, hdr.height)
+    meta = sidecar.unpack_metadata(lic.sections.get(SectionType.METADATA, b""))
+    return Decoded(pixels, gray, alpha, meta.get("icc"), meta.get("exif"))

@@ -38,7 +38,7 @@ __all__ = [
 MAGIC = b"\x89LIC"
 FORMAT_MAJOR = 1
 FORMAT_MINOR = 0
-DEFAULT_MAX_PIXELS = 200_000_000  # decompression-bomb limit
+DEFAULT_MAX_PIXELS = 100_000_000  # decompression-bomb limit (a 48 MP photo fits twice)
 ID_SIZE = 8  # model id and entropy model id: first 8 bytes of a SHA-256
 SUPPORTED_BIT_DEPTH = 8
 

@@ -1,8 +1,16 @@
-"""Reading user images into RGB arrays, and writing decoded images, with clear errors."""
+"""Reading user images into what the codec stores, and building decoded images.
+
+Every input kind maps to one documented choice (see README "Inputs"):
+grayscale -> coded as luma only (colour mode GRAY); RGB, palette, CMYK, YCbCr -> RGB;
+an alpha channel -> kept losslessly in its own section (or dropped on request);
+16-bit -> reduced to 8 bits with a notice; EXIF orientation applied; ICC profile and EXIF
+kept in a metadata section unless stripped.
+"""
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -12,29 +20,75 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from lcodec.errors import LcodecError
 
 Image.MAX_IMAGE_PIXELS = None  # lcodec applies its own limit below
-MAX_INPUT_PIXELS = 200_000_000
+MAX_INPUT_PIXELS = 100_000_000  # as the decoder's default limit
+_GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+_SIXTEEN_BIT = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
-def load_rgb(source: str | Path | BinaryIO, name: str = "input") -> np.ndarray:
-    """Open an image file and return (H, W, 3) uint8 RGB, EXIF orientation applied.
+@dataclass
+class SourceImage:
+    """What lcodec codes: 8-bit RGB pixels (gray replicated), plus what travels beside them."""
 
-    Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; images with an
-    alpha channel are refused (lcodec does not store alpha yet, and dropping it loses data).
-    """
+    rgb: np.ndarray  # (H, W, 3) uint8
+    gray: bool = False
+    alpha: np.ndarray | None = None  # (H, W) uint8
+    icc: bytes | None = None
+    exif: bytes | None = None
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def width(self) -> int:
+        return self.rgb.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.rgb.shape[0]
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return "A" in im.getbands() or "a" in im.getbands() or (
+        im.mode == "P" and "transparency" in im.info
+    )
+
+
+def from_pil(im: Image.Image, name: str = "input", alpha: str = "keep",
+             strip: bool = False) -> SourceImage:
+    """Convert an opened PIL image (EXIF orientation applied here)."""
+    if alpha not in ("keep", "drop"):
+        raise LcodecError(f"alpha must be 'keep' or 'drop', not {alpha!r}")
+    if im.width * im.height > MAX_INPUT_PIXELS:
+        raise LcodecError(f"{name} has {im.width}×{im.height} pixels, over the limit of "
+                          f"{MAX_INPUT_PIXELS}")
+    icc = None if strip else im.info.get("icc_profile") or None
+    im = ImageOps.exif_transpose(im)
+    exif = None
+    if not strip:
+        exif_obj = im.getexif()
+        exif = exif_obj.tobytes() if len(exif_obj) else None
+    notices = []
+    gray = im.mode in _GRAY_MODES
+    if im.mode in _SIXTEEN_BIT:
+        notices.append(f"{name} has {im.mode} samples; lcodec reduces them to 8 bits")
+        arr = np.asarray(im).astype(np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(np.floor(arr / top * 255 + 0.5), 0, 255).astype(np.uint8))
+    a = None
+    if _has_alpha(im):
+        if alpha == "keep":
+            a = np.array(im.convert("RGBA" if not gray else "LA").getchannel("A"))
+        else:
+            notices.append(f"{name}: alpha channel dropped (--alpha drop)")
+    rgb = np.array(im.convert("L").convert("RGB") if gray else im.convert("RGB"))
+    return SourceImage(rgb, gray, a, icc, exif, notices)
+
+
+def load_image(source: str | Path | BinaryIO, name: str = "input", alpha: str = "keep",
+               strip: bool = False) -> SourceImage:
+    """Open an image file with clear errors; see :func:`from_pil`."""
     try:
         with Image.open(source) as im:
-            if im.width * im.height > MAX_INPUT_PIXELS:
-                raise LcodecError(f"{name} has {im.width}×{im.height} pixels, over the limit "
-                                  f"of {MAX_INPUT_PIXELS}")
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-                im.mode == "P" and "transparency" in im.info
-            ):
-                raise LcodecError(f"{name} has an alpha channel, which lcodec cannot store yet; "
-                                  "flatten it onto a background first")
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                im = im.point(lambda v: v / 256).convert("L")
-            return np.asarray(im.convert("RGB"))
+            im.load()
+            return from_pil(im, name, alpha, strip)
     except FileNotFoundError:
         raise LcodecError(f"{name} not found") from None
     except IsADirectoryError:
@@ -43,6 +97,22 @@ def load_rgb(source: str | Path | BinaryIO, name: str = "input") -> np.ndarray:
         raise LcodecError(f"{name} is not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise LcodecError(f"{name} could not be read as an image ({exc})") from None
+
+
+def load_rgb(source: str | Path | BinaryIO, name: str = "input") -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file (alpha dropped), for tools and evaluation."""
+    return load_image(source, name, alpha="drop").rgb
+
+
+def to_pil(pixels: np.ndarray, gray: bool, alpha: np.ndarray | None) -> Image.Image:
+    """Build the decoded PIL image: L/LA for gray, RGB/RGBA otherwise."""
+    if gray:
+        im = Image.fromarray(np.ascontiguousarray(pixels[..., 0]), "L")
+        return Image.merge("LA", (im, Image.fromarray(alpha, "L"))) if alpha is not None else im
+    im = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
+    if alpha is not None:
+        im.putalpha(Image.fromarray(alpha, "L"))
+    return im
 
 
 def image_format_for(path: str) -> str:
@@ -56,9 +126,17 @@ def image_format_for(path: str) -> str:
     return fmt
 
 
-def encode_image(rgb: np.ndarray, fmt: str) -> bytes:
+def encode_image(im: Image.Image, fmt: str, icc: bytes | None = None,
+                 exif: bytes | None = None) -> bytes:
     """Serialise a decoded image in memory (lossless formats keep it bit-exact)."""
     buf = io.BytesIO()
-    kwargs = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    Image.fromarray(rgb, "RGB").save(buf, format=fmt, **kwargs)
+    kwargs: dict = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    if fmt == "JPEG" and im.mode in ("RGBA", "LA"):
+        raise LcodecError("the image has an alpha channel, which JPEG cannot hold; "
+                          "decode to .png or .webp")
+    if icc and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        kwargs["icc_profile"] = icc
+    if exif and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        kwargs["exif"] = exif
+    im.save(buf, format=fmt, **kwargs)
     return buf.getvalue()

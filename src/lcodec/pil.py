@@ -33,7 +33,9 @@ class LicImageFile(ImageFile.ImageFile):
         except LicError as exc:
             raise SyntaxError(str(exc)) from None
         self._lic_data: bytes | None = data
-        self._mode = "RGB"
+        has_alpha = any(t == container.SectionType.ALPHA for t, _ in sections)
+        gray = header.colour_mode == container.ColourMode.GRAY
+        self._mode = ("LA" if has_alpha else "L") if gray else ("RGBA" if has_alpha else "RGB")
         self._size = (header.width, header.height)
         self.info.update({
             "model_id": header.model_id.hex(), "rate_knob": header.rate_knob,
@@ -51,6 +53,9 @@ class LicImageFile(ImageFile.ImageFile):
             except LcodecError as exc:
                 raise OSError(str(exc)) from None
             self.im = decoded.im
+            for key in ("icc_profile", "exif"):
+                if key in decoded.info:
+                    self.info[key] = decoded.info[key]
             self._lic_data = None
         return Image.Image.load(self)
 
@@ -59,15 +64,14 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from lcodec import api
 
     opts = im.encoderinfo
-    unknown = set(opts) - {"bpp", "size", "knob", "model", "device"}
+    unknown = set(opts) - {"bpp", "size", "knob", "model", "device", "alpha", "strip"}
     if unknown:
         raise ValueError(f"unknown .lic save options: {', '.join(sorted(unknown))}")
-    if "A" in im.getbands():
-        raise ValueError("lcodec cannot store alpha yet; convert the image to RGB first")
     try:
-        data = api.encode(im.convert("RGB"), bpp=opts.get("bpp"), size=opts.get("size"),
+        data = api.encode(im, bpp=opts.get("bpp"), size=opts.get("size"),
                           knob=opts.get("knob"), model=opts.get("model"),
-                          device=opts.get("device", "cpu"))
+                          device=opts.get("device", "cpu"), alpha=opts.get("alpha", "keep"),
+                          strip=opts.get("strip", False))
     except LcodecError as exc:
         raise OSError(str(exc)) from None
     fp.write(data)

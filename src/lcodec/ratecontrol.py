@@ -49,3 +49,39 @@ def fit_budget(encode: Callable[[float], bytes], budget: int, lo: float = -1.0,
         else:
             hi = mid
     return best
+
+
+def fit_quality(encode: Callable[[float], bytes], quality: Callable[[bytes], float],
+                target: float, lo: float = -1.0, hi: float = 1.0,
+                iterations: int = 12) -> RateResult:
+    """Smallest file whose ``quality(file) >= target`` (e.g. PSNR of the decoded image).
+
+    Raises LcodecError naming the best achievable quality when even ``hi`` falls short.
+    """
+    best_data = encode(hi)
+    best_q = quality(best_data)
+    if best_q < target:
+        raise LcodecError(
+            f"this model reaches at most {best_q:.2f} at its highest rate "
+            f"({len(best_data)} bytes), below the target of {target:.2f}"
+        )
+    best = RateResult(best_data, hi)
+    for _ in range(iterations):
+        if hi - lo <= KNOB_STEP:
+            break
+        mid = round((lo + hi) / 2, 3)
+        data = encode(mid)
+        if quality(data) >= target:
+            hi = mid
+            if len(data) <= len(best.data):
+                best = RateResult(data, mid)
+        else:
+            lo = mid
+    return best
+
+
+def quality_to_knob(quality: float) -> float:
+    """Map a 0-100 quality setting linearly onto the rate knob's [-1, 1]."""
+    if not 0 <= quality <= 100:
+        raise LcodecError(f"quality must be between 0 and 100, not {quality}")
+    return round((quality - 50) / 50, 3)

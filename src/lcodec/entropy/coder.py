@@ -21,15 +21,29 @@ def _model():
     return constriction.stream.model.Categorical(perfect=False)
 
 
+class SymbolStream:
+    """Appends batches of symbols to one range-coder stream (same bytes as one big batch)."""
+
+    def __init__(self) -> None:
+        import constriction
+
+        self._enc = constriction.stream.queue.RangeEncoder()
+        self._model = _model()
+
+    def add(self, symbols: np.ndarray, freqs: np.ndarray) -> None:
+        if len(symbols):
+            probs = freqs.astype(np.float64) / float(1 << PRECISION)
+            self._enc.encode(symbols.astype(np.int32), self._model, probs)
+
+    def finish(self) -> bytes:
+        return self._enc.get_compressed().astype("<u4").tobytes()
+
+
 def encode_symbols(symbols: np.ndarray, freqs: np.ndarray) -> bytes:
     """Range-code ``symbols`` (k,) with per-symbol frequency rows ``freqs`` (k, K)."""
-    import constriction
-
-    enc = constriction.stream.queue.RangeEncoder()
-    if len(symbols):
-        probs = freqs.astype(np.float64) / float(1 << PRECISION)
-        enc.encode(symbols.astype(np.int32), _model(), probs)
-    return enc.get_compressed().astype("<u4").tobytes()
+    stream = SymbolStream()
+    stream.add(symbols, freqs)
+    return stream.finish()
 
 
 class SymbolDecoder:

@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from lcodec.entropy.coder import SymbolDecoder, encode_symbols, frequencies_from_counts
+from lcodec.entropy.coder import (
+    SymbolDecoder,
+    SymbolStream,
+    encode_symbols,
+    frequencies_from_counts,
+)
 
 
 def _code_contexts(codes: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,16 +61,16 @@ def fit_tables(counts: np.ndarray) -> np.ndarray:
 
 
 def encode_codes(codes: np.ndarray, mask: np.ndarray, table: np.ndarray) -> bytes:
-    """Encode the masked symbols of an (n, h, w) cuboid, channel by channel."""
-    syms, rows = [], []
+    """Encode the masked symbols of an (n, h, w) cuboid, channel by channel.
+
+    Each channel is appended to one range-coder stream (memory stays one channel's worth).
+    """
+    stream = SymbolStream()
     for k in range(codes.shape[0]):
         c1, c2 = _code_contexts(codes, mask, k)
         sel = mask[k]
-        syms.append(codes[k][sel])
-        rows.append(table[k][c1[sel], c2[sel]])
-    if not syms:
-        return encode_symbols(np.zeros(0, np.int64), np.zeros((0, table.shape[-1]), np.int64))
-    return encode_symbols(np.concatenate(syms), np.concatenate(rows))
+        stream.add(codes[k][sel], table[k][c1[sel], c2[sel]])
+    return stream.finish()
 
 
 def decode_codes(payload: bytes, mask: np.ndarray, table: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 
 from lcodec import api, codec, models
 from lcodec.evaluate.metrics import ms_ssim, ms_ssim_db, psnr
-from lcodec.imageio import load_rgb
+from lcodec.imageio import load_image
 from lcodec.train.data import list_images
 
 
@@ -25,10 +25,11 @@ def sweep(folder: Path, knobs: list[float], model: str | None, device: str) -> l
     loaded = models.load(models.find(model), api.resolve_device(device))
     rows = []
     for path in list_images(folder):
-        rgb = load_rgb(path, str(path))
+        src = load_image(path, str(path), alpha="drop", strip=True)
+        rgb = src.rgb
         for knob in knobs:
             t0 = time.perf_counter()
-            data = codec.analyse(loaded, rgb).encode(knob)
+            data = codec.analyse(loaded, src).encode(knob)
             t1 = time.perf_counter()
             back = api.decode_array(data, device)
             t2 = time.perf_counter()
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--csv", type=Path, default=None, help="write per-image rows here")
+    ap.add_argument("--update-card", action="store_true",
+                    help="store the per-knob means in the model's JSON card")
     args = ap.parse_args(argv)
     knobs = [float(k) for k in args.knobs.split(",")]
     rows = sweep(args.folder, knobs, args.model, args.device)
@@ -75,7 +78,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len({r['image'] for r in rows})} images from {args.folder}, model "
           f"{models.find(args.model).path.name}")
     print(table(rows, knobs))
+    if args.update_card:
+        update_card(models.find(args.model), rows, knobs, args)
     return 0
+
+
+def update_card(info: models.ModelInfo, rows: list[dict], knobs: list[float],
+                args: argparse.Namespace) -> None:
+    import json
+    import platform
+
+    card = info.card
+    keys = ("bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s")
+    card["kodak"] = {
+        "command": f"python -m lcodec.evaluate.rd {args.folder} --knobs={args.knobs}",
+        "images": len({r["image"] for r in rows}),
+        "machine": f"{platform.machine()} CPU, {__import__('os').cpu_count()} cores, torch "
+                   f"{__import__('torch').__version__}",
+        "points": [{"knob": k, **{key: round(float(np.mean([r[key] for r in rows
+                                                            if r["knob"] == k])), 4)
+                                  for key in keys}} for k in knobs],
+    }
+    info.path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
 
 
 if __name__ == "__main__":

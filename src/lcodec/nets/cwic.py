@@ -51,7 +51,7 @@ class LumaEncoder(nn.Module):
 
     def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         f = self.trunk(y)
-        return self.specific(f), centred_importance(self.importance(f)), f
+        return self.specific(f), self.importance(f), f
 
 
 def centred_importance(logits: torch.Tensor) -> torch.Tensor:
@@ -142,13 +142,20 @@ class CWIC(nn.Module):
         self.luma_q = ChannelQuantizer(cfg.n_luma, cfg.levels)
         self.chroma_q = ChannelQuantizer(cfg.n_chroma, cfg.levels)
 
-    def _analyse(self, ycc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        e_y, p, trunk = self.luma_enc(ycc[:, :1])
+    def analyse_logits(self, ycc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(e_Y, e_C, importance logits); tiled encoders centre the logits over the image."""
+        e_y, logits, trunk = self.luma_enc(ycc[:, :1])
         e_c = self.chroma_enc(ycc, trunk)
-        return e_y, e_c, p
+        return e_y, e_c, logits
 
-    def _synthesise(self, z_y: torch.Tensor, z_c: torch.Tensor) -> torch.Tensor:
+    def _analyse(self, ycc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        e_y, e_c, logits = self.analyse_logits(ycc)
+        return e_y, e_c, centred_importance(logits)
+
+    def _synthesise(self, z_y: torch.Tensor, z_c: torch.Tensor | None) -> torch.Tensor:
         y, feats = self.luma_dec(z_y)
+        if z_c is None:
+            return y
         return torch.cat([y, self.chroma_dec(z_c, feats)], 1)
 
     def forward(self, ycc: torch.Tensor, offset: torch.Tensor | float = 0.0, use_mask: bool = True
@@ -199,11 +206,13 @@ class CWIC(nn.Module):
         return self._analyse(ycc)
 
     @torch.no_grad()
-    def decompress(self, codes: Encoded) -> torch.Tensor:
-        """YCbCr reconstruction (not clamped) from discrete codes."""
+    def decompress(self, codes: Encoded, luma_only: bool = False) -> torch.Tensor:
+        """YCbCr reconstruction (not clamped) from discrete codes; only Y if ``luma_only``."""
         cfg = self.cfg
         m_y = code_mask(codes.qi, cfg.n_luma, cfg.imp_levels)
-        m_c = code_mask(codes.qi, cfg.n_chroma, cfg.imp_levels)
         z_y = self.luma_q.dequantize(codes.luma) * m_y
+        if luma_only:
+            return self._synthesise(z_y, None)
+        m_c = code_mask(codes.qi, cfg.n_chroma, cfg.imp_levels)
         z_c = self.chroma_q.dequantize(codes.chroma) * m_c
         return self._synthesise(z_y, z_c)

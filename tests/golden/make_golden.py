@@ -1,0 +1,71 @@
+"""Add golden `.lic` files for the current format version and entropy method.
+
+``python tests/golden/make_golden.py``: for each case not yet in MANIFEST.json, encode it,
+decode it in this process, and record the SHA-256 of the file, its decoded symbols and its
+decoded pixels. Existing entries and files are NEVER rewritten: a golden file is a promise
+that files written by that version decode the same forever (see docs/format.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent / "data"
+
+
+def digests(data: bytes) -> dict[str, str]:
+    """SHA-256 of the decoded symbols and of the decoded pixels (+alpha) of a file."""
+    from lcodec import api, codec, container, models
+
+    lic = container.unpack(data)
+    loaded = models.load(models.find(model_id=lic.header.model_id), "cpu")
+    codes = codec.decode_codes(loaded, lic)
+    sym = hashlib.sha256()
+    for t in (codes.qi, codes.luma, codes.chroma):
+        sym.update(np.ascontiguousarray(t.cpu().numpy().astype("<i8")).tobytes())
+    dec = api.decode_full(data)
+    pix = hashlib.sha256(np.ascontiguousarray(dec.pixels).tobytes())
+    if dec.alpha is not None:
+        pix.update(dec.alpha.tobytes())
+    return {"symbols_sha256": sym.hexdigest(), "pixels_sha256": pix.hexdigest()}
+
+
+def cases() -> dict[str, tuple[Image.Image, float]]:
+    crop = Image.open(DATA / "kodim23_crop.png").convert("RGB")
+    odd = Image.open(DATA / "kodim05_odd.png").convert("RGB")
+    rgba = odd.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(odd.size))
+    return {"rgb-crop-low": (crop, -0.3), "rgb-crop-high": (crop, 0.3),
+            "rgb-odd": (odd, 0.0), "gray-odd": (odd.convert("L"), 0.1), "rgba-odd": (rgba, 0.0)}
+
+
+def main() -> int:
+    from lcodec import api, container
+
+    manifest_path = HERE / "MANIFEST.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else []
+    tag = f"v{container.FORMAT_MAJOR}.{container.FORMAT_MINOR}-static"
+    have = {e["file"] for e in manifest}
+    for name, (image, knob) in cases().items():
+        fname = f"{tag}-{name}.lic"
+        if fname in have or (HERE / fname).exists():
+            continue
+        data = api.encode(image, knob=knob)
+        (HERE / fname).write_bytes(data)
+        manifest.append({"file": fname, "bytes": len(data),
+                         "file_sha256": hashlib.sha256(data).hexdigest(), **digests(data)})
+        print(f"added {fname} ({len(data)} bytes)")
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE.parents[1] / "src"))
+    raise SystemExit(main())
