@@ -8,7 +8,7 @@ DEMO_IMAGE ?= ../shared/data/kodak/kodim23.png
 DEMO_BPP ?= 0.25
 OUT := out
 
-.PHONY: setup demo test lint bench fuzz clean
+.PHONY: setup demo test lint bench eval fuzz clean
 
 setup: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[dev,train]'
+	$(BIN)/python -m pip install -q -e '.[dev,train,eval]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,7 +33,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 
 bench: $(STAMP)
-	$(BIN)/python -m lcodec.evaluate.rd ../shared/data/kodak --knobs=-0.3,-0.15,0,0.15,0.3
+	$(BIN)/python -m lcodec.evaluate.bench ../shared/data/kodak
+
+eval: $(STAMP)
+	$(BIN)/lcodec eval ../shared/data/kodak --out $(OUT)/eval-kodak -j 2 --crops --force
 
 fuzz: $(STAMP)
 	$(BIN)/python tests/fuzzing.py --cases 10000

@@ -352,6 +352,11 @@ def list_models() -> None:
         click.echo(f"{m.name:16} {m.model_id.hex()}  {m.path.name}{default}")
 
 
+from lcodec.evaluate.commands import eval_command  # noqa: E402  (imports only click)
+
+cli.add_command(eval_command)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: library errors become one 'Error:' line and exit code 1."""
     try:
