@@ -17,7 +17,13 @@ from lcodec import codec, container, models
 from lcodec.errors import LcodecError
 from lcodec.evaluate.metrics import psnr as psnr_of
 from lcodec.imageio import SourceImage, from_pil, load_image, to_pil
-from lcodec.ratecontrol import fit_budget, fit_quality, quality_to_knob
+from lcodec.ratecontrol import (
+    RateResult,
+    fit_budget,
+    fit_budget_two_stage,
+    fit_quality,
+    quality_to_knob,
+)
 
 DEFAULT_KNOB = 0.0
 
@@ -75,15 +81,16 @@ def as_source(image: Any, alpha: str = "keep", strip: bool = False) -> SourceIma
 def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None = None,
                       psnr: float | None = None, quality: float | None = None,
                       knob: float | None = None, model: str | None = None,
-                      device: str = "cpu", alpha: str = "keep",
-                      strip: bool = False) -> EncodeResult:
+                      device: str = "cpu", alpha: str = "keep", strip: bool = False,
+                      entropy: str = "auto", verify: bool = True) -> EncodeResult:
     """Encode and report what was achieved. At most one rate setting:
 
     ``bpp``/``size``: the largest file not above the target (bisection on real bytes; the
     target counts the whole file, alpha and metadata included). ``psnr``: the smallest file
     whose decoded RGB PSNR reaches the target (dB). ``quality``: 0-100 mapped linearly onto
     the knob, no search. ``knob``: a fixed importance-map offset in [-1, 1], no search.
-    Default: knob 0.
+    Default: knob 0. ``entropy``: auto | tcae | static. ``verify``: decode the symbols of the
+    final file again before returning it (on by default).
     """
     if sum(v is not None for v in (bpp, size, psnr, quality, knob)) > 1:
         raise LcodecError("give at most one of bpp, size, psnr, quality and knob")
@@ -99,27 +106,37 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
     src = as_source(image, alpha, strip)
     info = models.find(model)
     loaded = models.load(info, resolve_device(device))
-    analysis = codec.analyse(loaded, src)
+    analysis = codec.analyse(loaded, src, entropy)
     if bpp is not None or size is not None:
         budget = int(size) if size is not None else math.floor(bpp * src.width * src.height / 8)
-        res = fit_budget(analysis.encode, budget)
-        return EncodeResult(res.data, src, res.knob, info.name, src.notices)
-    if psnr is not None:
+        if analysis.coder.method == container.EntropyMethod.STATIC_CONTEXT_V1:
+            res = fit_budget(analysis.encode, budget)
+        else:
+            res = fit_budget_two_stage(analysis.encode_static, analysis.encode, budget)
+    elif psnr is not None:
         def measured(data: bytes) -> float:
             return psnr_of(src.rgb, decode_array(data, loaded.device.type))
 
-        res = fit_quality(analysis.encode, measured, psnr)
-        return EncodeResult(res.data, src, res.knob, info.name, src.notices)
-    return EncodeResult(analysis.encode(k), src, round(k, 3), info.name, src.notices)
+        # Quality depends only on the knob, not on the entropy coder: search with the cheap
+        # static coder, then code the chosen knob with the analysis's own coder.
+        found = fit_quality(analysis.encode_static, measured, psnr)
+        res = RateResult(analysis.encode(found.knob), found.knob)
+    else:
+        res = RateResult(analysis.encode(k), round(k, 3))
+    if verify:
+        codec.verify(analysis, res.data)
+    return EncodeResult(res.data, src, res.knob, info.name, src.notices)
 
 
 def encode(image: Any, *, bpp: float | None = None, size: int | None = None,
            psnr: float | None = None, quality: float | None = None,
            knob: float | None = None, model: str | None = None, device: str = "cpu",
-           alpha: str = "keep", strip: bool = False) -> bytes:
+           alpha: str = "keep", strip: bool = False, entropy: str = "auto",
+           verify: bool = True) -> bytes:
     """Encode an image (path, PIL image or (H, W, 3) uint8 array) to `.lic` bytes."""
     return encode_with_stats(image, bpp=bpp, size=size, psnr=psnr, quality=quality, knob=knob,
-                             model=model, device=device, alpha=alpha, strip=strip).data
+                             model=model, device=device, alpha=alpha, strip=strip,
+                             entropy=entropy, verify=verify).data
 
 
 def decode_full(data: bytes, device: str = "cpu",

@@ -111,7 +111,8 @@ def _encode_one(input_path: str, output_path: str, opts: dict) -> dict:
                      opts["alpha"], opts["strip"])
     res = api.encode_with_stats(src, bpp=opts["bpp"], size=opts["size"], psnr=opts["psnr"],
                                 quality=opts["quality"], knob=opts["knob"],
-                                model=opts["model"], device=opts["device"])
+                                model=opts["model"], device=opts["device"],
+                                entropy=opts["entropy"], verify=opts["verify"])
     seconds = time.perf_counter() - t0
     _write_output(output_path, res.data, opts["force"])
     stats = {"input": input_path, "output": output_path, "bytes": len(res.data),
@@ -261,6 +262,11 @@ class _nullbar:
 @click.option("--alpha", type=click.Choice(["keep", "drop"]), default="keep",
               show_default=True, help="Keep an alpha channel losslessly, or drop it.")
 @click.option("--strip", is_flag=True, help="Do not keep the ICC profile and EXIF data.")
+@click.option("--entropy", type=click.Choice(["auto", "tcae", "static"]), default="auto",
+              show_default=True, help="Entropy model: the inclined TCAE when installed (auto), "
+                                      "or the static context tables.")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Decode the symbols of the finished file before writing it.")
 @_outdir
 @_jobs
 @_device
@@ -270,7 +276,7 @@ class _nullbar:
 @_json
 def encode(paths: tuple[str, ...], bpp: float | None, size_bytes: int | None,
            psnr_db: float | None, quality: float | None, knob: float | None,
-           model: str | None, alpha: str, strip: bool,
+           model: str | None, alpha: str, strip: bool, entropy: str, verify: bool,
            output_dir: str | None, jobs: int, device: str, force: bool, quiet: bool,
            verbose: bool, as_json: bool) -> None:
     """Encode image IN (PNG, JPEG, …; '-' for stdin) to the .lic file OUT ('-' for stdout),
@@ -281,7 +287,7 @@ def encode(paths: tuple[str, ...], bpp: float | None, size_bytes: int | None,
     fix the knob (default: knob 0).
     """
     opts = {"bpp": bpp, "size": size_bytes, "psnr": psnr_db, "quality": quality, "knob": knob,
-            "model": model, "alpha": alpha,
+            "model": model, "alpha": alpha, "entropy": entropy, "verify": verify,
             "strip": strip, "device": device, "force": force,
             "want_psnr": (verbose or as_json) and output_dir is None}
     _single_or_batch("encode", paths, output_dir, jobs, opts, ".lic", verbose, quiet, as_json)

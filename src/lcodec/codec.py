@@ -1,4 +1,4 @@
-"""Images to `.lic` bytes and back with a loaded model (entropy method STATIC_CONTEXT_V1).
+"""Images to `.lic` bytes and back with a loaded model and an entropy method.
 
 Encoding runs the analysis networks once; :class:`Analysis` then quantizes and entropy-codes
 at any rate knob cheaply, which is what rate control searches over.
@@ -23,12 +23,11 @@ import torch
 from lcodec import container, sidecar
 from lcodec.color import pad_to_multiple, rgb_to_ycbcr, ycbcr_to_rgb
 from lcodec.container import ColourMode, EntropyMethod, Header, LicFile, SectionType
-from lcodec.entropy import static_context as sc
-from lcodec.errors import LicError
+from lcodec.entropy.methods import EntropyCoder, StaticContextCoder, TcaeCoder
+from lcodec.errors import LcodecError, LicError
 from lcodec.imageio import SourceImage
-from lcodec.models import LoadedModel
+from lcodec.models import LoadedModel, find_entropy, load_tcae
 from lcodec.nets.cwic import Encoded, centred_importance
-from lcodec.quant import code_mask
 
 KNOB_MIN, KNOB_MAX = -1.0, 1.0  # importance-map offsets; beyond these nothing changes
 TILE_CODES = 128
@@ -67,35 +66,39 @@ class Analysis:
     e_y: torch.Tensor
     e_c: torch.Tensor
     p: torch.Tensor
+    coder: EntropyCoder
 
     def codes(self, knob: float) -> Encoded:
         return self.model.net.quantize(self.e_y, self.e_c, self.p, knob)
 
-    def encode(self, knob: float) -> bytes:
-        """A complete `.lic` file at rate knob ``knob`` (rounded to the stored thousandths)."""
+    def encode(self, knob: float, coder: EntropyCoder | None = None) -> bytes:
+        """A complete `.lic` file at rate knob ``knob`` (rounded to the stored thousandths),
+        entropy-coded with ``coder`` (default: the analysis's own)."""
+        coder = coder or self.coder
         knob = round(min(max(knob, KNOB_MIN), KNOB_MAX), 3)
-        codes = self.codes(knob)
-        cfg, tables, src = self.model.config, self.model.tables, self.source
-        qi = codes.qi[0, 0].cpu().numpy()
-        m_y = code_mask(codes.qi, cfg.n_luma, cfg.imp_levels)[0].cpu().numpy()
-        sections = {
-            SectionType.IMPORTANCE: sc.encode_importance(qi, tables["entropy.qi"]),
-            SectionType.LUMA: sc.encode_codes(codes.luma[0].cpu().numpy(), m_y,
-                                              tables["entropy.luma"]),
-        }
-        if not src.gray:
-            m_c = code_mask(codes.qi, cfg.n_chroma, cfg.imp_levels)[0].cpu().numpy()
-            sections[SectionType.CHROMA] = sc.encode_codes(codes.chroma[0].cpu().numpy(), m_c,
-                                                           tables["entropy.chroma"])
+        qi, luma, chroma = self.symbols(knob)
+        src = self.source
+        sections = coder.encode(qi, luma, None if src.gray else chroma)
         sections.update(self._sidecars)
         mode = ColourMode.GRAY if src.gray else (
             ColourMode.RGBA if src.alpha is not None else ColourMode.RGB)
         header = Header(
             width=src.width, height=src.height, colour_mode=mode, bit_depth=8,
             model_id=self.model.info.model_id, rate_knob=knob,
-            entropy_method=EntropyMethod.STATIC_CONTEXT_V1,
+            entropy_method=coder.method, entropy_id=coder.entropy_id,
         )
         return container.pack(LicFile(header, sections))
+
+    def encode_static(self, knob: float) -> bytes:
+        """The file with the static context tables: cheap, used to steer rate control."""
+        cfg = self.model.config
+        return self.encode(knob, StaticContextCoder(self.model.tables, cfg.n_luma,
+                                                    cfg.n_chroma, cfg.imp_levels))
+
+    def symbols(self, knob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(qi (h, w), luma (n, h, w), chroma (n_c, h, w)) int64 arrays at a rate knob."""
+        codes = self.codes(round(min(max(knob, KNOB_MIN), KNOB_MAX), 3))
+        return tuple(t[0].cpu().numpy() for t in (codes.qi[:, 0], codes.luma, codes.chroma))
 
     @property
     def _sidecars(self) -> dict[SectionType, bytes]:
@@ -112,15 +115,20 @@ class Analysis:
 
 
 @torch.no_grad()
-def analyse(model: LoadedModel, source: SourceImage) -> Analysis:
-    """Run the encoder networks (in windows for large images) on a source image."""
+def analyse(model: LoadedModel, source: SourceImage, entropy: str = "auto") -> Analysis:
+    """Run the encoder networks (in windows for large images) on a source image.
+
+    ``entropy``: "tcae" (inclined TCAE), "static" (context tables) or "auto" (the TCAE when
+    this model has one installed).
+    """
+    coder = coder_for_encoding(model, entropy)
     s = model.config.stride
     x = pad_to_multiple(_to_tensor(source.rgb, model.device), s)
     h8, w8 = x.shape[2] // s, x.shape[3] // s
     net = model.net
     if h8 <= TILE_CODES + HALO_CODES and w8 <= TILE_CODES + HALO_CODES:
         e_y, e_c, p = net.analyse(rgb_to_ycbcr(x))
-        return Analysis(model, source, e_y, e_c, p)
+        return Analysis(model, source, e_y, e_c, p, coder)
     cfg = model.config
     e_y = torch.empty(1, cfg.n_luma, h8, w8, device=x.device)
     e_c = torch.empty(1, cfg.n_chroma, h8, w8, device=x.device)
@@ -133,7 +141,7 @@ def analyse(model: LoadedModel, source: SourceImage) -> Analysis:
             e_y[:, :, i0:i1, j0:j1] = ty[core]
             e_c[:, :, i0:i1, j0:j1] = tc[core]
             logits[:, :, i0:i1, j0:j1] = tl[core]
-    return Analysis(model, source, e_y, e_c, centred_importance(logits))
+    return Analysis(model, source, e_y, e_c, centred_importance(logits), coder)
 
 
 @dataclass
@@ -145,32 +153,58 @@ class Decoded:
     exif: bytes | None
 
 
+def coder_for_encoding(model: LoadedModel, entropy: str) -> EntropyCoder:
+    if entropy not in ("auto", "tcae", "static"):
+        raise LcodecError(f"unknown entropy method {entropy!r}; use auto, tcae or static")
+    if entropy != "static" and model.tcae is not None:
+        return TcaeCoder(model.tcae)
+    if entropy == "tcae":
+        raise LcodecError(f"no inclined-TCAE entropy model is installed for {model.info.name}")
+    cfg = model.config
+    return StaticContextCoder(model.tables, cfg.n_luma, cfg.n_chroma, cfg.imp_levels)
+
+
+def coder_for_file(model: LoadedModel, header: Header) -> EntropyCoder:
+    """The entropy coder a file names in its header."""
+    cfg = model.config
+    if header.entropy_method == EntropyMethod.STATIC_CONTEXT_V1:
+        return StaticContextCoder(model.tables, cfg.n_luma, cfg.n_chroma, cfg.imp_levels)
+    if header.entropy_method == EntropyMethod.INCLINED_TCAE_V1:
+        path = find_entropy(entropy_id=header.entropy_id)
+        if path is None:
+            raise LcodecError(f"the file needs entropy model {header.entropy_id.hex()}, which "
+                              "is not installed; install the lcodec release that wrote it")
+        return TcaeCoder(load_tcae(path))
+    raise LicError(f"entropy method {header.entropy_method.name} is not supported")
+
+
 def decode_codes(model: LoadedModel, lic: LicFile) -> Encoded:
     """Entropy-decode the symbols of a parsed file (chroma is all zero for GRAY files)."""
     hdr = lic.header
-    if hdr.entropy_method != EntropyMethod.STATIC_CONTEXT_V1:
-        raise LicError(f"entropy method {hdr.entropy_method.name} is not supported by this lcodec")
     gray = hdr.colour_mode == ColourMode.GRAY
     need = [SectionType.IMPORTANCE, SectionType.LUMA] + ([] if gray else [SectionType.CHROMA])
     for sec in need:
         if sec not in lic.sections:
             raise LicError(f"the file has no {sec.name.lower()} section")
-    cfg = model.config
-    h8, w8 = code_shape(hdr.width, hdr.height, cfg.stride)
-    qi = sc.decode_importance(lic.sections[SectionType.IMPORTANCE], (h8, w8),
-                              model.tables["entropy.qi"])
-    qi_t = torch.from_numpy(qi)[None, None]
-    m_y = code_mask(qi_t, cfg.n_luma, cfg.imp_levels)[0].numpy()
-    luma = sc.decode_codes(lic.sections[SectionType.LUMA], m_y, model.tables["entropy.luma"])
-    if gray:
-        chroma = np.zeros((cfg.n_chroma, h8, w8), dtype=np.int64)
-    else:
-        m_c = code_mask(qi_t, cfg.n_chroma, cfg.imp_levels)[0].numpy()
-        chroma = sc.decode_codes(lic.sections[SectionType.CHROMA], m_c,
-                                 model.tables["entropy.chroma"])
+    h8, w8 = code_shape(hdr.width, hdr.height, model.config.stride)
+    qi, luma, chroma = coder_for_file(model, hdr).decode(lic.sections, h8, w8, gray)
     dev = model.device
-    return Encoded(qi_t.to(dev), torch.from_numpy(luma)[None].to(dev),
+    return Encoded(torch.from_numpy(qi)[None, None].to(dev), torch.from_numpy(luma)[None].to(dev),
                    torch.from_numpy(chroma)[None].to(dev))
+
+
+def verify(analysis: Analysis, data: bytes) -> None:
+    """Re-derive the decoder's symbols from ``data`` and compare them with what was coded, so
+    that a file that would not decode is never written (the decoder's exact integer
+    probabilities are recomputed from the bytes)."""
+    lic = container.unpack(data)
+    got = decode_codes(analysis.model, lic)
+    qi, luma, chroma = analysis.symbols(lic.header.rate_knob)
+    want = (qi, luma, np.zeros_like(chroma) if analysis.source.gray else chroma)
+    for a, b in zip(want, (got.qi[0, 0], got.luma[0], got.chroma[0]), strict=True):
+        if not np.array_equal(a, b.cpu().numpy()):
+            raise LcodecError("internal error: the encoded file does not decode to the coded "
+                              "symbols; nothing was written (please report this)")
 
 
 @torch.no_grad()

@@ -92,6 +92,25 @@ def find(name: str | None = None, model_id: bytes | None = None) -> ModelInfo:
     raise LcodecError(f"unknown model {name!r}; installed models: {names}")
 
 
+def entropy_dir() -> Path:
+    """Separately trained entropy models (TCAE weights) live in ``models/entropy/``."""
+    return models_dir() / "entropy"
+
+
+def find_entropy(entropy_id: bytes | None = None, prefix: str | None = None) -> Path | None:
+    """An entropy model file by the id written in a file, or the one named ``<prefix>-<id>``."""
+    folder = entropy_dir()
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.glob("*.safetensors")):
+        name, _, hexid = path.stem.rpartition("-")
+        if entropy_id is not None and hexid == entropy_id.hex():
+            return path
+        if prefix is not None and name == prefix:
+            return path
+    return None
+
+
 class LoadedModel:
     """A network in eval mode plus its frozen entropy tables, ready to code images."""
 
@@ -122,10 +141,34 @@ class LoadedModel:
             raise LcodecError(f"{info.path} does not match its declared architecture")
         self.net = net.eval().to(device)
         self.device = torch.device(device)
+        self._tcae = None
+
+    @property
+    def tcae(self):
+        """This model's inclined-TCAE entropy models (``models/entropy/<name>-tcae-<id>``), or
+        None when none is installed."""
+        if self._tcae is None:
+            path = find_entropy(prefix=f"{self.info.name}-tcae")
+            if path is not None:
+                self._tcae = load_tcae(path)
+        return self._tcae
+
+
+_TCAE_CACHE: dict[Path, object] = {}
+
+
+def load_tcae(path: Path):
+    """Load (once per process) the frozen integer TCAE models in ``path``."""
+    from lcodec.entropy.tcae import TcaeModels
+
+    with _LOCK:
+        if path not in _TCAE_CACHE:
+            _TCAE_CACHE[path] = TcaeModels.load(path)
+        return _TCAE_CACHE[path]
 
 
 _CACHE: dict[tuple[Path, str], LoadedModel] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()
 
 
 def load(info: ModelInfo, device: str = "cpu") -> LoadedModel:

@@ -85,3 +85,40 @@ def quality_to_knob(quality: float) -> float:
     if not 0 <= quality <= 100:
         raise LcodecError(f"quality must be between 0 and 100, not {quality}")
     return round((quality - 50) / 50, 3)
+
+
+def fit_budget_two_stage(encode_fast: Callable[[float], bytes],
+                         encode_final: Callable[[float], bytes], budget: int,
+                         rounds: int = 4) -> RateResult:
+    """:func:`fit_budget` when the final coder is slow (the TCAE) and a fast one (the static
+    tables) tracks its size: bisect on the fast coder, measure the final/fast size ratio at
+    the knob found, retarget the fast coder's budget by that ratio, and repeat. Every
+    candidate is a real final file; the result is the largest one not above ``budget``.
+    """
+    best: RateResult | None = None
+    target = budget
+    tried: set[float] = set()
+    for _ in range(rounds):
+        try:
+            knob = fit_budget(encode_fast, max(1, int(target))).knob
+        except LcodecError:
+            knob = -1.0
+        if knob in tried:
+            break
+        tried.add(knob)
+        data = encode_final(knob)
+        if len(data) <= budget and (best is None or len(data) > len(best.data)):
+            best = RateResult(data, knob)
+        ratio = len(data) / max(1, len(encode_fast(knob)))
+        target = budget / ratio
+        if best is not None and len(best.data) >= 0.985 * budget:
+            break
+    if best is None:
+        smallest = encode_final(-1.0)
+        if len(smallest) > budget:
+            raise LcodecError(
+                f"the target of {budget} bytes is below the smallest file this model makes "
+                f"({len(smallest)} bytes); ask for at least that"
+            )
+        best = RateResult(smallest, -1.0)
+    return best

@@ -49,7 +49,8 @@ def fit_entropy_tables(net: CWIC, images: list[np.ndarray]) -> dict[str, np.ndar
     return {k: sc.fit_tables(v) for k, v in counts.items()}
 
 
-def export(run_dir: Path, name: str, n_images: int, out_dir: Path) -> Path:
+def export(run_dir: Path, name: str, n_images: int, out_dir: Path,
+           notes: dict | None = None) -> Path:
     ckpt = torch.load(run_dir / "last.ckpt", map_location="cpu", weights_only=False)
     tcfg = ckpt["config"]
     net = CWIC(CONFIGS[tcfg["net"]])
@@ -82,7 +83,7 @@ def export(run_dir: Path, name: str, n_images: int, out_dir: Path) -> Path:
         "model_id": sha8,
         "architecture": "cwic",
         "config": json.loads(net.cfg.to_json()),
-        "training": {**tcfg, "steps_done": ckpt["step"]},
+        "training": {**tcfg, "steps_done": ckpt["step"], **(notes or {})},
         "entropy": {"method": "STATIC_CONTEXT_V1", "fitted_on_images": len(images),
                     "knobs": list(FIT_KNOBS)},
     }
@@ -96,8 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("name", help="model name, e.g. lite-mse")
     ap.add_argument("--images", type=int, default=400, help="training images for the tables")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: models/)")
+    ap.add_argument("--hardware", default="", help="where it was trained, for the card")
+    ap.add_argument("--wall-minutes", type=float, default=None, help="training wall time")
+    ap.add_argument("--note", default="", help="free text for the card")
     args = ap.parse_args(argv)
-    print(export(args.run, args.name, args.images, args.out or models_dir()))
+    notes = {k: v for k, v in (("hardware", args.hardware), ("wall_minutes", args.wall_minutes),
+                               ("note", args.note)) if v}
+    print(export(args.run, args.name, args.images, args.out or models_dir(), notes))
     return 0
 
 

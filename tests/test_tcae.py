@@ -1,0 +1,424 @@
+"""Claims about the inclined TCAE entropy models (src/lcodec/entropy/tcae*.py)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+
+from lcodec.entropy import tcae
+from lcodec.entropy.coder import PRECISION, SymbolDecoder
+from lcodec.entropy.tcae import (
+    IntLayer,
+    IntTcae,
+    TcaeConfig,
+    TcaeModels,
+    frequencies,
+    prefix_mask,
+)
+from lcodec.entropy.tcae_net import (
+    TcaeNet,
+    TrimmedConv,
+    float_log2_probs,
+    int_log2_probs,
+    side_classes_torch,
+)
+from lcodec.errors import LcodecError, LicError
+from lcodec.quant import code_mask
+from lcodec.train import tcae as train_tcae
+
+L = 16
+CFG_Q = TcaeConfig(channels=1, classes=L, offset=0, groups=4, k_before=0, k_after=0)
+CFG_Y = TcaeConfig(channels=4, classes=8, offset=1, groups=3, k_before=1, k_after=2,
+                   side_classes=4, embed=3)
+CFG_C = TcaeConfig(channels=2, classes=8, offset=1, groups=2, k_before=1, k_after=1,
+                   side_classes=3)
+CFGS = {"importance": CFG_Q, "luma": CFG_Y, "chroma": CFG_C}
+
+
+def _codes(count: int, size, seed: int) -> dict:
+    return train_tcae.synthetic_codes(count, size, seed, n_luma=CFG_Y.channels,
+                                      n_chroma=CFG_C.channels, levels=L)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny tensors: one torch thread is faster (and the results must not care)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def nets() -> dict[str, TcaeNet]:
+    torch.manual_seed(0)
+    out = {}
+    for name, cfg in CFGS.items():
+        net = TcaeNet(cfg).eval()
+        with torch.no_grad():  # sharper than a fresh init, so probabilities are far from uniform
+            net.final.weight.mul_(4.0)
+            net.final.bias.normal_(0.0, 1.0)
+        out[name] = net
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(nets) -> TcaeModels:
+    codes = _codes(24, 12, seed=1)
+    return train_tcae.freeze_models(nets, codes, np.arange(24))
+
+
+def _plane(n: int, h: int, w: int) -> np.ndarray:
+    k, i, j = np.meshgrid(np.arange(n), np.arange(h), np.arange(w), indexing="ij")
+    return k + i + j
+
+
+class _Recorder:
+    """A SymbolDecoder that remembers the frequency rows it was given."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.dec = SymbolDecoder(payload)
+        self.rows: list[np.ndarray] = []
+
+    def decode(self, freqs: np.ndarray) -> np.ndarray:
+        self.rows.append(freqs.copy())
+        return self.dec.decode(freqs)
+
+
+def test_prefix_mask_matches_code_mask() -> None:
+    qi = np.random.default_rng(0).integers(0, L, (7, 9))
+    for n in (1, 4, 8, 32):
+        ref = code_mask(torch.from_numpy(qi)[None, None], n, L)[0].numpy()
+        assert np.array_equal(prefix_mask(qi, n, L), ref)
+
+
+@pytest.mark.parametrize("cfg", [CFG_Y, CFG_Q], ids=["cuboid", "qi"])
+@pytest.mark.parametrize("first", [True, False], ids=["first", "hidden"])
+def test_trimmed_conv_outputs_at_plane_t_ignore_later_planes(cfg, first) -> None:
+    torch.manual_seed(1)
+    n, h, w = cfg.channels, 5, 6
+    conv = TrimmedConv(cfg, 3, 2, first)
+    x = torch.randn(1, 3, n, h, w)
+    plane = torch.from_numpy(_plane(n, h, w))
+    y = conv(x)
+    changed_somewhere = False
+    for t in range(int(plane.max()) + 1):
+        later = plane >= t if first else plane > t
+        x2 = torch.where(later, torch.randn_like(x), x)
+        assert torch.allclose(conv(x2)[..., plane == t], y[..., plane == t], atol=1e-5)
+        # the plane just before (first layer) or the plane itself (hidden) is seen
+        seen = plane == (t - 1 if first else t)
+        x3 = torch.where(seen, torch.randn_like(x), x)
+        changed_somewhere |= not torch.allclose(conv(x3)[..., plane == t], y[..., plane == t])
+    assert changed_somewhere
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first", "hidden"])
+def test_trimmed_conv_is_a_masked_2d_conv_over_n_g_maps(first) -> None:
+    """Eq. 24 form: a 2-D conv over n·g maps (map k·g + group) with the eq. 26/27 mask."""
+    torch.manual_seed(2)
+    cfg = CFG_Y
+    n, cin, cout = cfg.channels, 3, 2
+    conv = TrimmedConv(cfg, cin, cout, first)
+    x = torch.randn(1, cin, n, 6, 7)
+    dense = conv.dense_2d_weight()
+    y2 = F.conv2d(x.permute(0, 2, 1, 3, 4).reshape(1, n * cin, 6, 7), dense, padding=2)
+    y2 = y2.view(1, n, cout, 6, 7).permute(0, 2, 1, 3, 4) + conv.bias[None, :, :, None, None]
+    assert torch.allclose(y2, conv(x), atol=1e-5)
+    d = dense.view(n, cout, n, cin, 5, 5).abs().sum((1, 3))  # (k, k', di, dj)
+    for k in range(n):
+        for kp in range(n):
+            for di in range(-2, 3):
+                for dj in range(-2, 3):
+                    s = (kp - k) + di + dj
+                    if (s >= 0) if first else (s > 0):
+                        assert d[k, kp, di + 2, dj + 2] == 0
+
+
+def test_network_probabilities_at_plane_t_ignore_symbols_at_later_planes(models, nets) -> None:
+    c = _codes(1, (5, 6), seed=3)
+    qi = c["qi"][0].astype(np.int64)
+    luma = c["luma"][0].astype(np.int64)
+    m = prefix_mask(qi, CFG_Y.channels, L)
+    plane = _plane(*m.shape)
+    _, rows = models.luma.frequency_rows(luma, m)
+    order_planes = np.sort(plane[m], kind="stable")
+    ref_float = float_log2_probs(nets["luma"], luma, m)
+    rng = np.random.default_rng(4)
+    for t in (0, 3, 7):
+        other = np.where(plane >= t, rng.integers(0, 8, luma.shape), luma) * m
+        _, rows2 = models.luma.frequency_rows(other, m)
+        keep = order_planes < t + 1
+        assert np.array_equal(rows2[keep], rows[keep])
+        # the float model: probabilities of the original symbols at planes <= t are unchanged
+        cls = torch.from_numpy(np.where(m, other + 1, 0))[None]
+        at = torch.from_numpy(m)[None]
+        with torch.no_grad():
+            logp = F.log_softmax(nets["luma"](cls, at, side_classes_torch(at, 4)), 1)[0]
+        k, i, j = np.nonzero(m)
+        o = np.argsort(k + i + j, kind="stable")
+        k, i, j = k[o], i[o], j[o]
+        got = logp[luma[k, i, j], k, i, j].numpy() / np.log(2)
+        assert np.allclose(got[keep], ref_float[keep], atol=1e-5)
+
+
+def test_qi_model_probabilities_ignore_later_antidiagonals(models) -> None:
+    qi = _codes(1, (6, 7), seed=5)["qi"][0].astype(np.int64)[None]
+    act = np.ones_like(qi, dtype=bool)
+    plane = _plane(*qi.shape)
+    _, rows = models.importance.frequency_rows(qi, act)
+    planes = np.sort(plane.ravel(), kind="stable")
+    for t in (1, 4, 9):
+        other = np.where(plane >= t, (qi + 5) % L, qi)
+        _, rows2 = models.importance.frequency_rows(other, act)
+        assert np.array_equal(rows2[planes <= t], rows[planes <= t])
+
+
+@pytest.mark.parametrize("name", ["importance", "luma", "chroma"])
+def test_encoder_rows_equal_plane_by_plane_decoder_rows(models, name) -> None:
+    c = _codes(1, (7, 9), seed=6)
+    qi = c["qi"][0].astype(np.int64)
+    model = models.models[name]
+    if name == "importance":
+        syms, act = qi[None], np.ones((1, *qi.shape), bool)
+    else:
+        act = prefix_mask(qi, model.cfg.channels, L)
+        syms = c[name][0].astype(np.int64)
+    _, rows = model.frequency_rows(syms, act)
+    rec = _Recorder(model.encode(syms, act))
+    decoded = model.decode(rec, act)
+    assert np.array_equal(np.concatenate(rec.rows), rows)
+    assert np.array_equal(decoded, syms * act)
+    assert len(rec.rows) <= sum(act.shape) - 2  # one batched call per non-empty plane
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (5, 9), (11, 6)])
+def test_round_trip_is_lossless(models, shape) -> None:
+    c = _codes(1, shape, seed=7)
+    qi, luma, chroma = (c[k][0].astype(np.int64) for k in ("qi", "luma", "chroma"))
+    out = models.decode(models.encode(qi, luma, chroma), *shape)
+    for a, b in zip(out, (qi, luma, chroma), strict=True):
+        assert a.shape == b.shape and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("level", [0, L - 1])
+def test_round_trip_with_empty_and_full_masks(models, level) -> None:
+    h, w = 4, 5
+    qi = np.full((h, w), level)
+    rng = np.random.default_rng(8)
+    m_y, m_c = models.masks(qi)
+    luma = rng.integers(0, 8, (CFG_Y.channels, h, w)) * m_y
+    chroma = rng.integers(0, 8, (CFG_C.channels, h, w)) * m_c
+    pay = models.encode(qi, luma, chroma)
+    out = models.decode(pay, h, w)
+    assert np.array_equal(out[0], qi)
+    assert np.array_equal(out[1], luma) and np.array_equal(out[2], chroma)
+    if level == 0:
+        assert not m_y.any() and models.code_length_bits(qi, luma, chroma)["luma"] == 0.0
+
+
+def test_every_frequency_row_sums_to_2_16_with_entries_at_least_1(models) -> None:
+    c = _codes(1, (8, 8), seed=9)
+    qi = c["qi"][0].astype(np.int64)
+    m = prefix_mask(qi, CFG_Y.channels, L)
+    for model, syms, act in ((models.luma, c["luma"][0].astype(np.int64), m),
+                             (models.importance, qi[None], np.ones((1, 8, 8), bool))):
+        _, rows = model.frequency_rows(syms, act)
+        assert np.all(rows.sum(1) == 1 << PRECISION) and rows.min() >= 1
+    table = tcae.exp_table()
+    extreme = np.array([[0] * 8, [10**9] + [-(10**9)] * 7, [5, 5, 5, -3, 0, 0, 9, 9],
+                        list(range(0, 8000, 1000))], dtype=np.int64)
+    f = frequencies(extreme, table)
+    assert np.all(f.sum(1) == 1 << PRECISION) and f.min() >= 1
+    assert np.all(f[0] == f[0, 0]) or f[0].max() - f[0].min() <= 8
+
+
+def test_results_do_not_depend_on_threads_or_batch_layout(models, monkeypatch) -> None:
+    a = _codes(1, (9, 7), seed=10)
+    b = _codes(1, (6, 11), seed=11)
+
+    def enc(c: dict) -> dict[str, bytes]:
+        return models.encode(*(c[k][0].astype(np.int64) for k in ("qi", "luma", "chroma")))
+
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        ref = enc(a)
+        torch.set_num_threads(2)
+        assert enc(a) == ref
+    finally:
+        torch.set_num_threads(old)
+    enc(b)  # coding another image in between changes nothing
+    assert enc(a) == ref
+    monkeypatch.setattr(tcae, "_CHUNK", 5)  # encoder blocks of a few planes instead of one
+    assert enc(a) == ref
+    monkeypatch.setattr(tcae, "_CHUNK", 1)  # one plane per block: ring buffers wrap around
+    assert enc(a) == ref
+    assert all(np.array_equal(x, a[k][0]) for x, k in zip(
+        models.decode(ref, 9, 7), ("qi", "luma", "chroma"), strict=True))
+    rng = np.random.default_rng(12)
+    x = rng.integers(0, 256, (301, 40)).astype(np.float32)
+    w = rng.integers(-127, 128, (40, 6)).astype(np.float32)
+    exact = x.astype(np.int64) @ w.astype(np.int64)
+    assert np.array_equal(tcae._gemm(x, w).astype(np.int64), exact)
+    assert np.array_equal(tcae._gemm(x[:7], w).astype(np.int64), exact[:7])
+
+
+def test_float64_requantisation_is_the_integer_formula() -> None:
+    rng = np.random.default_rng(20)
+    a = np.concatenate([rng.integers(-(1 << 31) + 1, 1 << 31, 20000),
+                        np.arange(-300, 300), [0, 1, -1, (1 << 31) - 1, -(1 << 31) + 1]])
+    for mult, shift in ((1 << 15, 1), (1, 62), (23456, 17), (16385, 30), (32767, 5)):
+        m, sh = np.array([mult]), np.array([shift])
+        ref = tcae._requant(a.astype(np.int64)[:, None], m, sh)
+        got = tcae._requant_float(a.astype(np.float64)[:, None], np.ldexp(float(mult), -shift))
+        assert np.array_equal(got.astype(np.int64), ref)
+    # exact halves round up (towards +inf), as the shift formula does
+    half = tcae._requant_float(np.array([[-3.0], [-1.0], [1.0], [3.0]]), np.array([0.5]))
+    assert half.ravel().tolist() == [-1.0, 0.0, 1.0, 2.0]
+
+
+def test_gray_images_code_no_chroma(models) -> None:
+    c = _codes(1, (5, 6), seed=21)
+    qi, luma = c["qi"][0].astype(np.int64), c["luma"][0].astype(np.int64)
+    pay = models.encode(qi, luma, None)
+    assert set(pay) == {"importance", "luma"}
+    out = models.decode(pay, 5, 6)
+    assert np.array_equal(out[1], luma) and not out[2].any()
+    assert models.code_length_bits(qi, luma, None)["chroma"] == 0.0
+
+
+def test_coded_size_matches_code_length(models) -> None:
+    c = _codes(1, (40, 48), seed=13)
+    qi, luma, chroma = (c[k][0].astype(np.int64) for k in ("qi", "luma", "chroma"))
+    pay = models.encode(qi, luma, chroma)
+    bits = models.code_length_bits(qi, luma, chroma)
+    m_y, _ = models.masks(qi)
+    assert qi.size + m_y.sum() > 2000
+    for name in ("importance", "luma", "chroma"):
+        assert abs(8 * len(pay[name]) - bits[name]) <= 0.01 * bits[name] + 64, name
+
+
+def test_integer_model_is_close_to_float_model(models, nets) -> None:
+    c = _codes(2, (12, 12), seed=14)
+    for i in range(2):
+        qi = c["qi"][i].astype(np.int64)
+        for name, syms, act in (
+                ("importance", qi[None], np.ones((1, 12, 12), bool)),
+                ("luma", c["luma"][i].astype(np.int64), prefix_mask(qi, CFG_Y.channels, L))):
+            fl = float_log2_probs(nets[name], syms, act)
+            il = int_log2_probs(models.models[name], syms, act)
+            assert np.abs(fl - il).mean() < 0.06, name
+            assert abs(fl.sum() - il.sum()) < 0.01 * abs(fl.sum()) + 1, name
+
+
+def test_freeze_copes_with_dead_feature_groups() -> None:
+    torch.manual_seed(22)
+    nets = {n: TcaeNet(c).eval() for n, c in CFGS.items()}
+    with torch.no_grad():  # groups that never fire get tiny calibrated ranges
+        for net in nets.values():
+            net.first.weight[0] = -1.0
+            net.first.bias[0] = -5.0
+            if net.side is not None:
+                net.side.weight[0] = 0.0
+            net.blocks[0][0].weight[1] = -1.0
+            net.blocks[0][0].bias[1] = -5.0
+    frozen = train_tcae.freeze_models(nets, _codes(8, 10, seed=23), np.arange(8))
+    c = _codes(1, (6, 7), seed=24)
+    args = [c[k][0].astype(np.int64) for k in ("qi", "luma", "chroma")]
+    out = frozen.decode(frozen.encode(*args), 6, 7)
+    assert all(np.array_equal(a, b) for a, b in zip(out, args, strict=True))
+
+
+def test_garbage_payloads_raise_only_lic_error(models) -> None:
+    c = _codes(1, (6, 7), seed=15)
+    qi, luma, chroma = (c[k][0].astype(np.int64) for k in ("qi", "luma", "chroma"))
+    good = models.encode(qi, luma, chroma)
+    rng = np.random.default_rng(16)
+    candidates = [b"", b"\x00" * 3, b"\xff" * 4, rng.bytes(8), rng.bytes(64), rng.bytes(1001),
+                  good["luma"][: len(good["luma"]) // 2], good["importance"][4:]]
+    for garbage in candidates:
+        for key in ("importance", "luma", "chroma"):
+            pay = dict(good, **{key: garbage})
+            try:
+                out = models.decode(pay, 6, 7)
+            except LicError:
+                continue
+            assert out[0].shape == (6, 7) and out[0].max() < L
+
+
+def test_save_load_keeps_the_bitstream_and_the_id(models, tmp_path) -> None:
+    path = tmp_path / "tcae.safetensors"
+    eid = models.save(path)
+    assert eid == hashlib.sha256(path.read_bytes()).digest()[:8]
+    loaded = TcaeModels.load(path)
+    assert loaded.entropy_id == eid
+    c = _codes(1, (5, 6), seed=17)
+    args = [c[k][0].astype(np.int64) for k in ("qi", "luma", "chroma")]
+    assert loaded.encode(*args) == models.encode(*args)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a weights file")
+    with pytest.raises(LcodecError):
+        TcaeModels.load(bad)
+    with safe_open(str(path), framework="np") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    for key, change in (("luma.l0.w", lambda a: a[:-1]), ("chroma.exp", lambda a: a[:5]),
+                        ("importance.l3.shift", lambda a: a * 0)):
+        broken = dict(tensors, **{key: change(tensors[key])})
+        save_file(broken, str(bad), metadata=meta)
+        with pytest.raises(LcodecError):
+            TcaeModels.load(bad)
+
+
+def test_models_outside_the_exact_integer_range_are_refused(models) -> None:
+    m = models.luma
+    big = IntLayer(m.layers[0].w * 0 + 200, m.layers[0].bias, m.layers[0].mult,
+                   m.layers[0].shift)
+    with pytest.raises(LcodecError):
+        IntTcae(m.cfg, m.first, m.side, m.first_layer, [big, *m.layers[1:]], m.exp)
+    wide = TcaeConfig(channels=2, classes=8, offset=1, groups=64, k_before=2, k_after=2)
+    k = len(tcae.trimmed_taps(wide, False)) * 64
+    w = np.full((k, 64), 127, np.float32)  # Σ|w|·255 > 2**24: float32 would not be exact
+    layer = IntLayer(w, np.zeros((2, 64), np.int64), np.full(64, 1 << 14), np.full(64, 20))
+    with pytest.raises(LcodecError, match="2\\*\\*24"):
+        layer.check("wide", np.abs(w).sum(0) * tcae.ACT_MAX)
+
+
+def test_training_cli_trains_resumes_and_freezes(tmp_path) -> None:
+    codes = tmp_path / "codes.npz"
+    np.savez(codes, **_codes(8, 8, seed=18))
+    run = tmp_path / "run"
+    over = ('{"importance": {"groups": 2}, "luma": {"groups": 2, "k_before": 1, "k_after": 1},'
+            ' "chroma": {"groups": 2, "k_before": 1, "k_after": 1}}')
+    args = ["--codes", str(codes), "--out", str(run), "--batch", "2", "--val-every", "2",
+            "--log-every", "1", "--ckpt-every", "1", "--calib", "2", "--configs", over,
+            "--threads", "1"]
+    threads = torch.get_num_threads()
+    try:
+        assert train_tcae.main([*args, "--steps", "2"]) == 0
+        assert (run / "tcae.safetensors").exists()
+        assert train_tcae.main([*args, "--steps", "3"]) == 0  # resumes from step 2
+    finally:
+        torch.set_num_threads(threads)
+    rows = (run / "log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:] if ",train," in r] == ["1", "2", "3"]
+    models = TcaeModels.load(run / "tcae.safetensors")
+    c = _codes(1, (4, 4), seed=19)
+    args3 = [c[k][0].astype(np.int64) for k in ("qi", "luma", "chroma")]
+    out = models.decode(models.encode(*args3), 4, 4)
+    assert all(np.array_equal(a, b) for a, b in zip(out, args3, strict=True))
+
+
+def test_make_codes_refuses_kodak(tmp_path) -> None:
+    folder = tmp_path / "kodak"
+    folder.mkdir()
+    with pytest.raises(SystemExit):
+        train_tcae.main(["make-codes", "--model", "lite-mse", "--images", str(folder),
+                         "--out", str(tmp_path / "c.npz")])
