@@ -20,17 +20,17 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "data"
 
 
-def digests(data: bytes) -> dict[str, str]:
+def digests(data: bytes, device: str = "cpu") -> dict[str, str]:
     """SHA-256 of the decoded symbols and of the decoded pixels (+alpha) of a file."""
     from lcodec import api, codec, container, models
 
     lic = container.unpack(data)
-    loaded = models.load(models.find(model_id=lic.header.model_id), "cpu")
+    loaded = models.load(models.find(model_id=lic.header.model_id), device)
     codes = codec.decode_codes(loaded, lic)
     sym = hashlib.sha256()
     for t in (codes.qi, codes.luma, codes.chroma):
         sym.update(np.ascontiguousarray(t.cpu().numpy().astype("<i8")).tobytes())
-    dec = api.decode_full(data)
+    dec = api.decode_full(data, device)
     pix = hashlib.sha256(np.ascontiguousarray(dec.pixels).tobytes())
     if dec.alpha is not None:
         pix.update(dec.alpha.tobytes())
@@ -42,8 +42,13 @@ def cases() -> dict[str, tuple[Image.Image, float]]:
     odd = Image.open(DATA / "kodim05_odd.png").convert("RGB")
     rgba = odd.convert("RGBA")
     rgba.putalpha(Image.linear_gradient("L").resize(odd.size))
-    return {"rgb-crop-low": (crop, -0.3), "rgb-crop-high": (crop, 0.3),
-            "rgb-odd": (odd, 0.0), "gray-odd": (odd.convert("L"), 0.1), "rgba-odd": (rgba, 0.0)}
+    return {
+        "rgb-crop-low": (crop, -0.3),
+        "rgb-crop-high": (crop, 0.3),
+        "rgb-odd": (odd, 0.0),
+        "gray-odd": (odd.convert("L"), 0.1),
+        "rgba-odd": (rgba, 0.0),
+    }
 
 
 def main() -> int:
@@ -51,17 +56,25 @@ def main() -> int:
 
     manifest_path = HERE / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else []
-    tag = f"v{container.FORMAT_MAJOR}.{container.FORMAT_MINOR}-static"
     have = {e["file"] for e in manifest}
-    for name, (image, knob) in cases().items():
-        fname = f"{tag}-{name}.lic"
-        if fname in have or (HERE / fname).exists():
-            continue
-        data = api.encode(image, knob=knob)
-        (HERE / fname).write_bytes(data)
-        manifest.append({"file": fname, "bytes": len(data),
-                         "file_sha256": hashlib.sha256(data).hexdigest(), **digests(data)})
-        print(f"added {fname} ({len(data)} bytes)")
+    version = f"v{container.FORMAT_MAJOR}.{container.FORMAT_MINOR}"
+    for method in ("static", "tcae"):
+        for name, (image, knob) in cases().items():
+            fname = f"{version}-{method}-{name}.lic"
+            if fname in have or (HERE / fname).exists():
+                continue
+            data = api.encode(image, knob=knob, entropy=method)
+            (HERE / fname).write_bytes(data)
+            manifest.append(
+                {
+                    "file": fname,
+                    "bytes": len(data),
+                    "entropy": method,
+                    "file_sha256": hashlib.sha256(data).hexdigest(),
+                    **digests(data),
+                }
+            )
+            print(f"added {fname} ({len(data)} bytes)")
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return 0
 

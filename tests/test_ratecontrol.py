@@ -1,0 +1,71 @@
+"""Rate control on synthetic encoders: the size you ask for is the size you get."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lcodec.errors import LcodecError
+from lcodec.ratecontrol import (
+    fit_budget,
+    fit_budget_two_stage,
+    fit_quality,
+    quality_to_knob,
+)
+
+
+def fake(scale: float, calls: list | None = None):
+    """A monotone 'encoder': size grows smoothly with the knob."""
+
+    def encode(knob: float) -> bytes:
+        if calls is not None:
+            calls.append(knob)
+        return bytes(int(scale * 1000 * math.exp(2 * knob)))
+
+    return encode
+
+
+@pytest.mark.parametrize("budget", [200, 700, 1000, 5000])
+def test_fit_budget_is_the_largest_file_not_above_the_budget(budget) -> None:
+    res = fit_budget(fake(1.0), budget)
+    assert len(res.data) <= budget
+    assert len(fake(1.0)(round(res.knob + 0.002, 3))) > budget or res.knob == 1.0
+
+
+def test_fit_budget_names_the_smallest_size_when_out_of_range() -> None:
+    with pytest.raises(LcodecError, match="smallest file"):
+        fit_budget(fake(1.0), 10)
+
+
+def test_budget_above_the_range_gives_the_largest_file() -> None:
+    assert fit_budget(fake(1.0), 10**6).knob == 1.0
+
+
+@pytest.mark.parametrize("budget", [300, 800, 2000, 5000])
+def test_two_stage_uses_few_slow_encodes_and_lands_close_below(budget) -> None:
+    calls: list = []
+    res = fit_budget_two_stage(fake(1.0), fake(0.77, calls), budget)
+    assert len(res.data) <= budget
+    assert len(res.data) >= 0.97 * budget
+    assert len(calls) <= 4
+
+
+def test_two_stage_reports_an_unreachable_budget() -> None:
+    with pytest.raises(LcodecError, match="smallest file"):
+        fit_budget_two_stage(fake(1.0), fake(0.8), 5)
+
+
+def test_fit_quality_gives_the_smallest_file_reaching_the_target() -> None:
+    res = fit_quality(fake(1.0), lambda d: len(d) / 100, target=12.0)
+    assert len(res.data) / 100 >= 12.0
+    assert len(fake(1.0)(round(res.knob - 0.002, 3))) / 100 < 12.0
+    with pytest.raises(LcodecError, match="reaches at most"):
+        fit_quality(fake(1.0), lambda d: len(d) / 100, target=1e6)
+
+
+def test_quality_maps_linearly_onto_the_knob() -> None:
+    assert quality_to_knob(0) == -1.0 and quality_to_knob(50) == 0.0
+    assert quality_to_knob(100) == 1.0
+    with pytest.raises(LcodecError):
+        quality_to_knob(-1)
