@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests scripts
 
 bench: $(STAMP)
 	$(BIN)/python -m lcodec.evaluate.bench ../shared/data/kodak

@@ -245,3 +245,68 @@ def test_bench_stages_reproduce_the_codec_bytes_and_pixels(crop_path, lcodec_mod
     assert t.bytes == len(data)
     assert np.array_equal(t.pixels, api.decode_array(data))
     assert t.rss_encode > 0
+
+
+@pytest.fixture
+def tiny_tcae_models(tmp_path, monkeypatch, lcodec_model):
+    """A models folder with the default autoencoder and tiny random, frozen TCAE models
+    (``entropy/<name>-tcae-<id>.safetensors``, id = sha256(file)[:8]); LCODEC_MODELS points
+    at it."""
+    import shutil
+
+    import torch
+    from safetensors import safe_open
+
+    from lcodec import models
+    from lcodec.config import NetConfig
+    from lcodec.entropy.tcae import TcaeConfig
+    from lcodec.entropy.tcae_net import TcaeNet
+    from lcodec.train import tcae as train_tcae
+
+    info = models.find(None)
+    folder = tmp_path / "models"
+    (folder / "entropy").mkdir(parents=True)
+    for p in (info.path, info.path.with_suffix(".json")):
+        if p.exists():
+            shutil.copy(p, folder / p.name)
+    with safe_open(str(info.path), framework="np") as f:
+        cfg = NetConfig.from_json(f.metadata()["config"])
+    small = dict(groups=2, k_before=1, k_after=1, kernel=3, blocks=1)
+    cfgs = {"importance": TcaeConfig(1, cfg.imp_levels, 0, **small),
+            "luma": TcaeConfig(cfg.n_luma, cfg.levels, 1, side_classes=3, **small),
+            "chroma": TcaeConfig(cfg.n_chroma, cfg.levels, 1, side_classes=3, **small)}
+    codes = train_tcae.synthetic_codes(4, 8, seed=3, n_luma=cfg.n_luma, n_chroma=cfg.n_chroma,
+                                       levels=cfg.imp_levels, classes=cfg.levels)
+    torch.manual_seed(0)
+    nets = {n: TcaeNet(c).eval() for n, c in cfgs.items()}
+    tmp = folder / "tcae.tmp"
+    entropy_id = train_tcae.freeze_models(nets, codes, np.arange(4)).save(tmp)
+    tmp.rename(folder / "entropy" / f"{info.name}-tcae-{entropy_id.hex()}.safetensors")
+    monkeypatch.setenv("LCODEC_MODELS", str(folder))
+    return entropy_id
+
+
+@pytest.mark.parametrize("entropy, method", [("auto", "INCLINED_TCAE_V1"),
+                                             ("static", "STATIC_CONTEXT_V1")])
+def test_bench_times_the_method_the_codec_writes(crop_path, tiny_tcae_models, capsys, entropy,
+                                                 method):
+    import torch
+
+    from lcodec.evaluate import bench
+
+    before = torch.get_num_threads()
+    try:  # raises (exit 1) if the bench's bytes or symbols differ from the codec's
+        rc = bench.main([str(crop_path), "--device", "cpu", "--baselines", "", "--threads", "1",
+                         "--entropy", entropy])
+    finally:
+        torch.set_num_threads(before)
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert f"entropy {method}" in out and f"## lcodec on cpu ({method})" in out
+    assert (tiny_tcae_models.hex() in out.splitlines()[0]) == (method == "INCLINED_TCAE_V1")
+    row = next(line for line in out.splitlines() if line.startswith(f"| {crop_path.name} |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    times = [float(c) for c in cells[2:2 + 2 * len(bench.ENCODE_STAGES) + 2]]
+    assert all(math.isfinite(x) and x >= 0 for x in times)
+    assert sum(times) > 0
+    assert f"Entropy method {method}:" in out

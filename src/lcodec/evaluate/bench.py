@@ -1,32 +1,40 @@
 """Speed and memory of lcodec, stage by stage, next to JPEG, WebP and AVIF (``make bench``).
 
-``python -m lcodec.evaluate.bench [IMAGES…] [--knob K | --bpp B] [--device cpu|cuda|all]``
+``python -m lcodec.evaluate.bench [IMAGES…] [--knob K | --bpp B] [--device cpu|cuda|all]
+[--entropy auto|static|tcae]``
 
 For each image (default: the Kodak folder ``../shared/data/kodak`` beside the checkout) it
-times one lcodec encode and one decode, split into stages:
+times one lcodec encode and one decode, split into stages. The entropy method is the one
+``codec.analyse(…, entropy=--entropy)`` picks (auto: the inclined TCAE when the model has one
+in ``models/entropy/``, else the static context tables); it is printed with each table.
 
 encode
   network      RGB → tensor, padding, RGB→YCbCr, encoder networks (``codec.analyse``),
                LCMQ quantization and importance mask at the knob (``net.quantize``), and
                moving the codes to numpy.
   probs        entropy-model probabilities: the contexts of every symbol and its frequency
-               row (static context: table look-ups).
+               row (static context: table look-ups; TCAE: the prefix masks and the integer
+               networks' one forward pass, ``IntTcae.frequency_rows``).
   coding       range coding of those symbols with constriction.
   container    alpha/metadata side sections, header, framing and CRCs (``container.pack``).
 decode
   container    parsing and CRC checks (``container.unpack``), model look-up (cached), side
                sections.
   probs        contexts and frequency rows of each batch of symbols (interleaved with coding:
-               the contexts of channel k need the decoded channels before it).
-  coding       range decoding.
+               the contexts of channel k need the decoded channels before it; TCAE: the
+               per-plane network work of ``IntTcae.decode``, plane t needs planes < t).
+  coding       range decoding (TCAE: the constriction calls of each plane, timed by handing
+               ``IntTcae.decode`` a timing proxy of its ``SymbolDecoder``, the rest of the
+               call being probs).
   network      codes → decoder networks → YCbCr→RGB → uint8 (``codec.reconstruct``).
 
 The stages replicate, call for call, ``codec.Analysis.encode``, ``codec.decode_codes`` and
-``codec.decode`` (see ``src/lcodec/codec.py``) without editing them. To stay in sync, every
-run checks that the bench's file is byte-identical to ``Analysis.encode`` and that its decoded
-symbols equal ``codec.decode_codes``; a mismatch stops the bench. Entropy methods plug in
-through :data:`ENTROPY_STAGES` (one class per ``EntropyMethod``: add one for
-INCLINED_TCAE_V1 when codec.py writes it).
+``codec.decode`` (see ``src/lcodec/codec.py``) and the entropy coders
+(``entropy/methods.py``, ``entropy/static_context.py``, ``entropy/tcae.py``) without editing
+them. To stay in sync, every run checks that the bench's file is byte-identical to
+``Analysis.encode`` and that its decoded symbols equal ``codec.decode_codes``; a mismatch stops
+the bench. Entropy methods plug in through :data:`ENTROPY_STAGES` (one class per
+``EntropyMethod``).
 
 Memory: the peak resident set size (RSS) of the whole process (Python, numpy, torch CPU
 allocations and libraries) during each encode and decode, sampled every 2 ms from
@@ -66,21 +74,37 @@ DEFAULT_IMAGES = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" 
 # --- timing and memory ---------------------------------------------------------------------
 
 class StageTimer:
-    """Accumulates seconds per stage; ``sync`` runs before each reading (CUDA synchronize)."""
+    """Accumulates seconds per stage; ``sync`` runs before each reading (CUDA synchronize).
+
+    Stages nest: while an inner stage runs, the outer one's clock is paused, so each second
+    is counted in exactly one stage.
+    """
 
     def __init__(self, sync: Callable[[], None] = lambda: None) -> None:
         self.seconds: dict[str, float] = {}
         self.sync = sync
+        self._stack: list[str] = []
+        self._since = 0.0
+
+    def _lap(self) -> float:
+        """Charge the time since the last reading to the running stage; returns now."""
+        self.sync()
+        now = time.perf_counter()
+        if self._stack:
+            stage = self._stack[-1]
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._since
+        self._since = now
+        return now
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
-        self.sync()
-        t0 = time.perf_counter()
+        self._lap()
+        self._stack.append(stage)
         try:
             yield
         finally:
-            self.sync()
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
+            self._lap()
+            self._stack.pop()
 
 
 def _rss_bytes() -> int | None:
@@ -125,18 +149,42 @@ def max_rss_lifetime() -> int:
 # --- entropy stages, one class per entropy method ---------------------------------------------
 
 class EntropyStages(Protocol):
-    """How one entropy method's coding splits into ``probs`` and ``coding``."""
+    """How one entropy method's coding splits into ``probs`` and ``coding``.
 
-    def encode(self, t: StageTimer, model, codes, gray: bool) -> dict:
-        """The entropy-coded sections {SectionType: bytes} of ``codes`` (numpy, on the host)."""
+    ``coder`` is the :class:`~lcodec.entropy.methods.EntropyCoder` the codec itself uses
+    (``Analysis.coder`` when encoding, ``codec.coder_for_file`` when decoding).
+    """
 
-    def decode(self, t: StageTimer, model, lic):
+    needs_masks: bool  # whether ``encode`` reads the eq. 4 masks computed with the network
+
+    def encode(self, t: StageTimer, coder, codes, gray: bool) -> dict:
+        """The entropy-coded sections {SectionType: bytes} of ``codes`` = (qi, luma, chroma,
+        m_y, m_c) (numpy, on the host; chroma and m_c None for gray images; the masks None
+        unless ``needs_masks``)."""
+
+    def decode(self, t: StageTimer, model, coder, lic):
         """The :class:`~lcodec.nets.cwic.Encoded` symbols of a parsed file."""
 
 
+def _encoded(t: StageTimer, model, qi: np.ndarray, luma: np.ndarray, chroma: np.ndarray):
+    """Host arrays → :class:`~lcodec.nets.cwic.Encoded` on the model's device (as
+    ``codec.decode_codes``), timed as network."""
+    import torch
+
+    from lcodec.nets.cwic import Encoded
+
+    with t("network"):
+        dev = model.device
+        return Encoded(torch.from_numpy(qi)[None, None].to(dev),
+                       torch.from_numpy(luma)[None].to(dev),
+                       torch.from_numpy(chroma)[None].to(dev))
+
+
 class StaticContextStages:
-    """STATIC_CONTEXT_V1; mirrors ``codec.Analysis.encode`` / ``codec.decode_codes`` and
+    """STATIC_CONTEXT_V1; mirrors ``StaticContextCoder`` (``entropy/methods.py``) and
     ``entropy/static_context.py`` (encode_importance, encode_codes, decode_*)."""
+
+    needs_masks = True
 
     def _encode_cuboid(self, t: StageTimer, codes: np.ndarray, mask: np.ndarray,
                        table: np.ndarray) -> bytes:
@@ -154,13 +202,13 @@ class StaticContextStages:
         with t("coding"):
             return stream.finish()
 
-    def encode(self, t: StageTimer, model, codes, gray: bool) -> dict:
+    def encode(self, t: StageTimer, coder, codes, gray: bool) -> dict:
         from lcodec.container import SectionType
         from lcodec.entropy import static_context as sc
         from lcodec.entropy.coder import encode_symbols
 
         qi, luma, chroma, m_y, m_c = codes
-        tables = model.tables
+        tables = coder.tables
         with t("probs"):
             up, upleft = sc._importance_contexts(qi)
             freqs = tables["entropy.qi"][up.ravel(), upleft.ravel()]
@@ -189,16 +237,15 @@ class StaticContextStages:
                 codes[k][sel] = dec.decode(freqs)
         return codes
 
-    def decode(self, t: StageTimer, model, lic):
+    def decode(self, t: StageTimer, model, coder, lic):
         import torch
 
         from lcodec.codec import code_shape
         from lcodec.container import ColourMode, SectionType
         from lcodec.entropy.coder import SymbolDecoder
-        from lcodec.nets.cwic import Encoded
         from lcodec.quant import code_mask
 
-        hdr, cfg, tables = lic.header, model.config, model.tables
+        hdr, cfg, tables = lic.header, model.config, coder.tables
         gray = hdr.colour_mode == ColourMode.GRAY
         h8, w8 = code_shape(hdr.width, hdr.height, cfg.stride)
         with t("coding"):
@@ -225,16 +272,89 @@ class StaticContextStages:
         else:
             chroma = self._decode_cuboid(t, lic.sections[SectionType.CHROMA], m_c,
                                          tables["entropy.chroma"])
-        with t("network"):
-            dev = model.device
-            return Encoded(qi_t.to(dev), torch.from_numpy(luma)[None].to(dev),
-                           torch.from_numpy(chroma)[None].to(dev))
+        return _encoded(t, model, qi, luma, chroma)
+
+
+class _TimedDecoder:
+    """A :class:`~lcodec.entropy.coder.SymbolDecoder` whose ``decode`` calls (the range
+    decoding) are timed as ``coding``: handed to ``IntTcae.decode``, which interleaves them
+    with the network work of each plane, it separates the two without editing tcae.py."""
+
+    def __init__(self, t: StageTimer, payload: bytes) -> None:
+        from lcodec.entropy.coder import SymbolDecoder
+
+        self._t = t
+        with t("coding"):
+            self._dec = SymbolDecoder(payload)
+
+    def decode(self, freqs: np.ndarray) -> np.ndarray:
+        with self._t("coding"):
+            return self._dec.decode(freqs)
+
+
+class TcaeStages:
+    """INCLINED_TCAE_V1; mirrors ``TcaeCoder`` (``entropy/methods.py``) and
+    ``TcaeModels.encode`` / ``TcaeModels.decode`` (``entropy/tcae.py``).
+
+    Encode: probs = masks and ``IntTcae.frequency_rows`` (one forward pass of the integer
+    network per section), coding = ``encode_symbols``. Decode: ``IntTcae.decode`` runs under
+    probs with a :class:`_TimedDecoder`, so its per-plane constriction calls go to coding and
+    everything else (the per-plane network work, set-up, scatter of the symbols) to probs.
+    """
+
+    needs_masks = False  # TcaeModels computes its own prefix masks (timed as probs)
+
+    def encode(self, t: StageTimer, coder, codes, gray: bool) -> dict:
+        from lcodec.container import SectionType
+        from lcodec.entropy.coder import encode_symbols
+
+        tm = coder.models
+        qi, luma, chroma = codes[:3]
+        with t("probs"):
+            qi, luma, chroma = tm._arrays(qi, luma, None if gray else chroma)
+            m_y, m_c = tm.masks(qi)
+        jobs = [(SectionType.IMPORTANCE, tm.importance, qi[None],
+                 np.ones((1, *qi.shape), bool)),
+                (SectionType.LUMA, tm.luma, luma, m_y)]
+        if chroma is not None:
+            jobs.append((SectionType.CHROMA, tm.chroma, chroma, m_c))
+        sections = {}
+        for sec, model, symbols, active in jobs:
+            with t("probs"):
+                syms, freqs = model.frequency_rows(symbols, active)
+            with t("coding"):
+                sections[sec] = encode_symbols(syms, freqs)
+        return sections
+
+    def decode(self, t: StageTimer, model, coder, lic):
+        from lcodec.codec import code_shape
+        from lcodec.container import ColourMode, SectionType
+        from lcodec.errors import LicError
+
+        hdr, tm = lic.header, coder.models
+        gray = hdr.colour_mode == ColourMode.GRAY
+        h, w = code_shape(hdr.width, hdr.height, model.config.stride)
+        secs = lic.sections
+        try:
+            with t("probs"):
+                qi = tm.importance.decode(_TimedDecoder(t, secs[SectionType.IMPORTANCE]),
+                                          np.ones((1, h, w), bool))[0]
+                m_y, m_c = tm.masks(qi)
+                luma = tm.luma.decode(_TimedDecoder(t, secs[SectionType.LUMA]), m_y)
+                if gray or SectionType.CHROMA not in secs:
+                    chroma = np.zeros(m_c.shape, dtype=np.int64)
+                else:
+                    chroma = tm.chroma.decode(_TimedDecoder(t, secs[SectionType.CHROMA]), m_c)
+        except ValueError as exc:  # as TcaeCoder.decode
+            raise LicError(f"malformed TCAE-coded sections ({exc})") from None
+        return _encoded(t, model, qi, luma, chroma)
 
 
 def _entropy_stages() -> dict:
     from lcodec.container import EntropyMethod
 
-    return {EntropyMethod.STATIC_CONTEXT_V1: StaticContextStages()}
+    return {EntropyMethod.STATIC_CONTEXT_V1: StaticContextStages(),
+            EntropyMethod.INCLINED_TCAE_V1: TcaeStages()}
 
 
 ENTROPY_STAGES: Callable[[], dict] = _entropy_stages
@@ -251,6 +371,7 @@ class LcodecTiming:
     decode: dict[str, float]
     rss_encode: int
     rss_decode: int
+    entropy: str = ""  # EntropyMethod name of the file
     gpu_encode: int | None = None
     gpu_decode: int | None = None
     pixels: np.ndarray | None = field(default=None, repr=False)
@@ -264,33 +385,40 @@ def _sync_for(device: str) -> Callable[[], None]:
     return lambda: None
 
 
-def encode_stages(loaded, src, knob: float, t: StageTimer) -> tuple[bytes, Callable[[], None]]:
-    """``codec.analyse`` + ``Analysis.encode(knob)``, timed by stage: the file, and a check
-    (to run untimed) that the codec writes the very same bytes."""
+def _stages_for(method) -> EntropyStages:
+    stages = ENTROPY_STAGES().get(method)
+    if stages is None:
+        raise LcodecError(f"the bench has no stage timing for entropy method {method.name}; "
+                          "add a class to lcodec.evaluate.bench.ENTROPY_STAGES")
+    return stages
+
+
+def encode_stages(loaded, src, knob: float, t: StageTimer, entropy: str = "auto"
+                  ) -> tuple[bytes, Callable[[], None]]:
+    """``codec.analyse(entropy=entropy)`` + ``Analysis.encode(knob)``, timed by stage: the
+    file, and a check (to run untimed) that the codec writes the very same bytes."""
     import torch
 
     from lcodec import codec, container, sidecar
-    from lcodec.container import ColourMode, EntropyMethod, Header, LicFile, SectionType
+    from lcodec.container import ColourMode, Header, LicFile, SectionType
     from lcodec.quant import code_mask
 
     knob = round(min(max(knob, codec.KNOB_MIN), codec.KNOB_MAX), 3)
     cfg = loaded.config
     with t("network"), torch.no_grad():
-        analysis = codec.analyse(loaded, src)
+        analysis = codec.analyse(loaded, src, entropy)
+        coder = analysis.coder  # the method Analysis.encode writes
+        stages = _stages_for(coder.method)
         q = loaded.net.quantize(analysis.e_y, analysis.e_c, analysis.p, knob)
         qi = q.qi[0, 0].cpu().numpy()
-        m_y = code_mask(q.qi, cfg.n_luma, cfg.imp_levels)[0].cpu().numpy()
         luma = q.luma[0].cpu().numpy()
-        m_c = chroma = None
-        if not src.gray:
-            m_c = code_mask(q.qi, cfg.n_chroma, cfg.imp_levels)[0].cpu().numpy()
-            chroma = q.chroma[0].cpu().numpy()
-    method = EntropyMethod.STATIC_CONTEXT_V1  # what codec.Analysis.encode writes today
-    stages = ENTROPY_STAGES().get(method)
-    if stages is None:
-        raise LcodecError(f"the bench has no stage timing for entropy method {method.name}; "
-                          "add a class to lcodec.evaluate.bench.ENTROPY_STAGES")
-    sections = stages.encode(t, loaded, (qi, luma, chroma, m_y, m_c), src.gray)
+        chroma = None if src.gray else q.chroma[0].cpu().numpy()
+        m_y = m_c = None
+        if stages.needs_masks:
+            m_y = code_mask(q.qi, cfg.n_luma, cfg.imp_levels)[0].cpu().numpy()
+            if not src.gray:
+                m_c = code_mask(q.qi, cfg.n_chroma, cfg.imp_levels)[0].cpu().numpy()
+    sections = stages.encode(t, coder, (qi, luma, chroma, m_y, m_c), src.gray)
     with t("container"):
         if src.alpha is not None:
             sections[SectionType.ALPHA] = sidecar.pack_alpha(src.alpha)
@@ -300,7 +428,8 @@ def encode_stages(loaded, src, knob: float, t: StageTimer) -> tuple[bytes, Calla
         mode = ColourMode.GRAY if src.gray else (
             ColourMode.RGBA if src.alpha is not None else ColourMode.RGB)
         header = Header(width=src.width, height=src.height, colour_mode=mode, bit_depth=8,
-                        model_id=loaded.info.model_id, rate_knob=knob, entropy_method=method)
+                        model_id=loaded.info.model_id, rate_knob=knob,
+                        entropy_method=coder.method, entropy_id=coder.entropy_id)
         data = container.pack(LicFile(header, sections))
     return data, lambda: check_encode(analysis, knob, data)
 
@@ -321,12 +450,9 @@ def decode_stages(data: bytes, device: str, t: StageTimer
     with t("container"):
         lic = container.unpack(data)
         loaded = models.load(models.find(model_id=lic.header.model_id), device)
+        coder = codec.coder_for_file(loaded, lic.header)  # entropy model look-up (cached)
     hdr = lic.header
-    stages = ENTROPY_STAGES().get(hdr.entropy_method)
-    if stages is None:
-        raise LcodecError(f"the bench has no stage timing for entropy method "
-                          f"{hdr.entropy_method.name}; add a class to ENTROPY_STAGES")
-    codes = stages.decode(t, loaded, lic)
+    codes = _stages_for(hdr.entropy_method).decode(t, loaded, coder, lic)
     gray = hdr.colour_mode == ColourMode.GRAY
     with t("network"):
         pixels = codec.reconstruct(loaded, codes, hdr.width, hdr.height, gray)
@@ -350,10 +476,13 @@ def check_decode(loaded, lic, codes) -> None:
                           "update lcodec/evaluate/bench.py to follow codec.py")
 
 
-def time_lcodec(path: Path, loaded, knob: float, device: str, repeat: int) -> LcodecTiming:
-    """Best-of-``repeat`` stage times of one encode and one decode of ``path``."""
+def time_lcodec(path: Path, loaded, knob: float, device: str, repeat: int,
+                entropy: str = "auto") -> LcodecTiming:
+    """Best-of-``repeat`` stage times of one encode and one decode of ``path`` with the
+    entropy method ``codec.analyse(…, entropy)`` picks."""
     import torch
 
+    from lcodec import container
     from lcodec.imageio import load_image
 
     src = load_image(path, str(path))  # as `lcodec encode` reads it
@@ -369,7 +498,7 @@ def time_lcodec(path: Path, loaded, knob: float, device: str, repeat: int) -> Lc
             torch.cuda.reset_peak_memory_stats()
         te = StageTimer(sync)
         with RssPeak() as rp:
-            data, check = encode_stages(loaded, src, knob, te)
+            data, check = encode_stages(loaded, src, knob, te, entropy)
         rss_e = max(rss_e, rp.peak)
         check()
         if device == "cuda":
@@ -387,8 +516,9 @@ def time_lcodec(path: Path, loaded, knob: float, device: str, repeat: int) -> Lc
         if best_dec is None or sum(td.seconds.values()) < sum(best_dec.values()):
             best_dec = td.seconds
     h, w = src.rgb.shape[:2]
+    method = container.unpack(data).header.entropy_method.name
     return LcodecTiming(path.name, len(data), len(data) * 8 / (w * h), best_enc or {},
-                        best_dec or {}, rss_e, rss_d, gpu_e, gpu_d, pixels)
+                        best_dec or {}, rss_e, rss_d, method, gpu_e, gpu_d, pixels)
 
 
 # --- baselines ---------------------------------------------------------------------------
@@ -517,6 +647,25 @@ def ratio_table(rows: list[LcodecTiming], base: dict[str, list[BaselineTiming]])
     return "\n".join(lines)
 
 
+ENTROPY_NOTES = {
+    "STATIC_CONTEXT_V1": "probs = context look-ups in the static tables; coding = constriction "
+                         "range coding (decode: interleaved per channel, timed apart).",
+    "INCLINED_TCAE_V1": "probs = the integer TCAE networks (encode: one forward pass giving "
+                        "all frequency rows; decode: the per-plane network work of "
+                        "IntTcae.decode); coding = the constriction calls (decode: interleaved "
+                        "plane by plane with the network, timed apart through a timing proxy "
+                        "of the SymbolDecoder).",
+}
+
+
+def entropy_note(rows: list[LcodecTiming]) -> str:
+    """Footnote of a stage table: the entropy method(s) of the files and the probs/coding
+    split."""
+    methods = sorted({r.entropy for r in rows})
+    return " ".join(f"Entropy method {m}: {ENTROPY_NOTES.get(m, 'see ENTROPY_STAGES.')}"
+                    for m in methods)
+
+
 def _images(paths: list[str]) -> list[Path]:
     from lcodec.evaluate.runner import collect_images
 
@@ -531,10 +680,11 @@ def _images(paths: list[str]) -> list[Path]:
 def run(args: argparse.Namespace, out=print) -> None:
     import torch
 
-    from lcodec import api, models
+    from lcodec import api, codec, models
+    from lcodec.container import EntropyMethod
     from lcodec.evaluate import baselines
     from lcodec.imageio import load_image
-    from lcodec.ratecontrol import fit_budget
+    from lcodec.ratecontrol import fit_budget, fit_budget_two_stage
 
     images = _images(args.images)[: args.limit or None]
     if args.threads:
@@ -551,9 +701,13 @@ def run(args: argparse.Namespace, out=print) -> None:
         if reason:
             raise LcodecError(reason)
     info = models.find(args.model)
+    coder = codec.coder_for_encoding(models.load(info, "cpu"), args.entropy)  # fails early
+    ent = coder.method.name
+    if any(coder.entropy_id):
+        ent += f" {coder.entropy_id.hex()}"
     rate = f"knob {args.knob:g}" if args.bpp is None else f"bpp ≤ {args.bpp:g}"
-    out(f"# lcodec bench: model {info.name} ({info.model_id.hex()}), {rate}, "
-        f"{len(images)} images")
+    out(f"# lcodec bench: model {info.name} ({info.model_id.hex()}), entropy {ent} "
+        f"(--entropy {args.entropy}), {rate}, {len(images)} images")
     out(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads; best of {args.repeat} after a "
         "warm-up; seconds.")
@@ -562,19 +716,25 @@ def run(args: argparse.Namespace, out=print) -> None:
         loaded = models.load(info, device)
         knobs = {}
         if args.bpp is not None:  # untimed: the knob that meets the budget on each image
-            from lcodec import codec
-
-            for p in images:
+            for p in images:  # (the search of api.encode_full)
                 src = load_image(p, str(p))
                 budget = int(args.bpp * src.width * src.height / 8)
-                knobs[p] = fit_budget(codec.analyse(loaded, src).encode, budget).knob
-        time_lcodec(images[0], loaded, knobs.get(images[0], args.knob), device, 1)  # warm-up
-        rows = [time_lcodec(p, loaded, knobs.get(p, args.knob), device, args.repeat)
-                for p in images]
+                a = codec.analyse(loaded, src, args.entropy)
+                if a.coder.method == EntropyMethod.STATIC_CONTEXT_V1:
+                    knobs[p] = fit_budget(a.encode, budget).knob
+                else:
+                    knobs[p] = fit_budget_two_stage(a.encode_static, a.encode, budget).knob
+        time_lcodec(images[0], loaded, knobs.get(images[0], args.knob), device, 1,
+                    args.entropy)  # warm-up
+        rows = [time_lcodec(p, loaded, knobs.get(p, args.knob), device, args.repeat,
+                            args.entropy) for p in images]
         out("")
-        out(f"## lcodec on {device}: stage seconds and peak memory")
+        out(f"## lcodec on {device} ({', '.join(sorted({r.entropy for r in rows}))}): "
+            "stage seconds and peak memory")
         out("")
         out(stage_table(rows, device))
+        out("")
+        out(entropy_note(rows))
         if device == "cpu":
             cpu_rows = rows
         else:
@@ -615,6 +775,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="model name (default model if omitted)")
     ap.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
                     help="cpu, cuda, or all = cpu and cuda when available (default)")
+    ap.add_argument("--entropy", choices=["auto", "static", "tcae"], default="auto",
+                    help="entropy method, as `lcodec encode --entropy`: auto = the inclined "
+                         "TCAE when the model has one installed (default), static = context "
+                         "tables, tcae = inclined TCAE")
     ap.add_argument("--repeat", type=int, default=1, help="timed runs per image (best kept)")
     ap.add_argument("--baselines", default=",".join(DEFAULT_BASELINES),
                     help="comma-separated codecs to compare with ('' for none)")

@@ -1,0 +1,57 @@
+"""``--bpp`` accuracy on Kodak: for each target, the worst case over the images.
+
+``python scripts/bpp_targets.py ../shared/data/kodak --targets 0.1,0.2,0.3,0.5,0.75,1.0
+[--entropy auto|static]`` encodes every image at every target and prints, per target, the
+lowest and highest achieved bpp (over images whose target is inside the model's range) and
+how many images were out of range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lcodec import api, codec, models
+from lcodec.imageio import load_image
+from lcodec.train.data import list_images
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--targets", default="0.1,0.2,0.3,0.5,0.75,1.0")
+    ap.add_argument("--entropy", default="auto")
+    args = ap.parse_args(argv)
+    targets = [float(t) for t in args.targets.split(",")]
+    loaded = models.load(models.find(), "cpu")
+    results: dict[float, list[float]] = {t: [] for t in targets}
+    out_of_range: dict[float, int] = {t: 0 for t in targets}
+    for path in list_images(args.folder):
+        src = load_image(path, str(path), alpha="drop", strip=True)
+        analysis = codec.analyse(loaded, src, args.entropy)
+        px = src.width * src.height
+        lo = len(analysis.encode(codec.KNOB_MIN)) * 8 / px
+        hi = len(analysis.encode(codec.KNOB_MAX)) * 8 / px
+        for t in targets:
+            if not lo <= t <= hi:
+                out_of_range[t] += 1
+                continue
+            res = api.encode_with_stats(src, bpp=t, entropy=args.entropy, verify=False)
+            results[t].append(res.bpp)
+            print(f"{path.name} target {t}: {res.bpp:.4f} (knob {res.knob:+.3f})",
+                  file=sys.stderr, flush=True)
+    print("| target bpp | images in range | lowest achieved | highest achieved | "
+          "lowest / target |")
+    print("|---:|---:|---:|---:|---:|")
+    for t in targets:
+        v = results[t]
+        if v:
+            print(f"| {t} | {len(v)} | {min(v):.4f} | {max(v):.4f} | {min(v) / t:.3f} |")
+        else:
+            print(f"| {t} | 0 | – | – | – |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
