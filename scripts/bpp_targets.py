@@ -22,12 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("folder", type=Path)
     ap.add_argument("--targets", default="0.1,0.2,0.3,0.5,0.75,1.0")
     ap.add_argument("--entropy", default="auto")
+    ap.add_argument("--every", type=int, default=1, help="use every N-th image only")
     args = ap.parse_args(argv)
     targets = [float(t) for t in args.targets.split(",")]
     loaded = models.load(models.find(), "cpu")
     results: dict[float, list[float]] = {t: [] for t in targets}
     out_of_range: dict[float, int] = {t: 0 for t in targets}
-    for path in list_images(args.folder):
+    for path in list_images(args.folder)[:: args.every]:
         src = load_image(path, str(path), alpha="drop", strip=True)
         analysis = codec.analyse(loaded, src, args.entropy)
         px = src.width * src.height

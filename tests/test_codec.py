@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lcodec import api, codec, container, models
-from lcodec.errors import LcodecError, LicError
+from lcodec.errors import LcodecError
 from lcodec.evaluate.metrics import psnr
 from lcodec.imageio import SourceImage
 
@@ -88,13 +88,24 @@ def test_a_file_from_a_missing_model_names_the_model(crop_rgb) -> None:
         api.decode(container.pack(container.LicFile(other, lic.sections)))
 
 
-def test_an_entropy_method_this_version_cannot_decode_is_refused(crop_rgb) -> None:
+def test_a_file_naming_a_missing_entropy_model_names_it(crop_rgb) -> None:
     lic = container.unpack(api.encode(crop_rgb))
     hdr = lic.header
     tcae = container.Header(hdr.width, hdr.height, hdr.colour_mode, hdr.bit_depth,
-                            hdr.model_id, hdr.rate_knob, container.EntropyMethod.INCLINED_TCAE_V1)
-    with pytest.raises(LicError, match="INCLINED_TCAE_V1"):
+                            hdr.model_id, hdr.rate_knob, container.EntropyMethod.INCLINED_TCAE_V1,
+                            b"\x02" * 8)
+    with pytest.raises(LcodecError, match="entropy model 0202020202020202"):
         api.decode(container.pack(container.LicFile(tcae, lic.sections)))
+
+
+def test_both_entropy_methods_round_trip_the_same_symbols(model, crop_rgb) -> None:
+    analysis = codec.analyse(model, SourceImage(crop_rgb), "tcae")
+    files = {"tcae": analysis.encode(0.1), "static": analysis.encode_static(0.1)}
+    methods = {k: container.unpack(v).header.entropy_method.name for k, v in files.items()}
+    assert methods == {"tcae": "INCLINED_TCAE_V1", "static": "STATIC_CONTEXT_V1"}
+    a, b = (codec.decode_codes(model, container.unpack(f)) for f in files.values())
+    for x, y in ((a.qi, b.qi), (a.luma, b.luma), (a.chroma, b.chroma)):
+        assert np.array_equal(x.cpu().numpy(), y.cpu().numpy())
 
 
 def test_bad_api_arguments_raise_lcodec_errors(crop_rgb) -> None:

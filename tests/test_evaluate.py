@@ -286,8 +286,9 @@ def tiny_tcae_models(tmp_path, monkeypatch, lcodec_model):
     return entropy_id
 
 
-@pytest.mark.parametrize("entropy, method", [("auto", "INCLINED_TCAE_V1"),
-                                             ("static", "STATIC_CONTEXT_V1")])
+@pytest.mark.parametrize("entropy, method", [("tcae", "INCLINED_TCAE_V1"),
+                                             ("static", "STATIC_CONTEXT_V1"),
+                                             ("auto", "STATIC_CONTEXT_V1")])
 def test_bench_times_the_method_the_codec_writes(crop_path, tiny_tcae_models, capsys, entropy,
                                                  method):
     import torch

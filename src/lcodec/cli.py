@@ -263,8 +263,9 @@ class _nullbar:
               show_default=True, help="Keep an alpha channel losslessly, or drop it.")
 @click.option("--strip", is_flag=True, help="Do not keep the ICC profile and EXIF data.")
 @click.option("--entropy", type=click.Choice(["auto", "tcae", "static"]), default="auto",
-              show_default=True, help="Entropy model: the inclined TCAE when installed (auto), "
-                                      "or the static context tables.")
+              show_default=True,
+              help="Entropy model: auto (the one that codes this model's symbols smaller: "
+                   "the static tables for lite-mse), tcae, or static.")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Decode the symbols of the finished file before writing it.")
 @_outdir
