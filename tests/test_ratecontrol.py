@@ -69,3 +69,14 @@ def test_quality_maps_linearly_onto_the_knob() -> None:
     assert quality_to_knob(100) == 1.0
     with pytest.raises(LcodecError):
         quality_to_knob(-1)
+
+
+@pytest.mark.parametrize("budget", [400, 900, 2500, 9000])
+def test_two_stage_lands_close_even_when_the_size_ratio_drifts(budget) -> None:
+    """The TCAE/static size ratio grows with the knob; the final bisection still gets close."""
+
+    def slow(knob: float) -> bytes:
+        return bytes(int(900 * math.exp(3.2 * knob)))
+
+    res = fit_budget_two_stage(fake(1.0), slow, budget)
+    assert 0.97 * budget <= len(res.data) <= budget

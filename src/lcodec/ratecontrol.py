@@ -89,15 +89,28 @@ def quality_to_knob(quality: float) -> float:
 
 def fit_budget_two_stage(encode_fast: Callable[[float], bytes],
                          encode_final: Callable[[float], bytes], budget: int,
-                         rounds: int = 4) -> RateResult:
+                         rounds: int = 3, refine: int = 8, close: float = 0.985) -> RateResult:
     """:func:`fit_budget` when the final coder is slow (the TCAE) and a fast one (the static
-    tables) tracks its size: bisect on the fast coder, measure the final/fast size ratio at
-    the knob found, retarget the fast coder's budget by that ratio, and repeat. Every
-    candidate is a real final file; the result is the largest one not above ``budget``.
+    tables) roughly tracks its size: bisect on the fast coder, measure the final/fast size
+    ratio at the knob found, retarget the fast coder's budget by that ratio, and repeat; if
+    the best real file is still not within ``close`` of the budget, finish with a bisection
+    on the final coder between the bracketing knobs seen so far. Every candidate is a real
+    final file; the result is the largest one not above ``budget``.
     """
     best: RateResult | None = None
+    lo_knob, hi_knob = -1.0, 1.0  # final(lo) <= budget < final(hi) once both are seen
     target = budget
     tried: set[float] = set()
+
+    def consider(knob: float, data: bytes) -> None:
+        nonlocal best, lo_knob, hi_knob
+        if len(data) <= budget:
+            lo_knob = max(lo_knob, knob)
+            if best is None or len(data) > len(best.data):
+                best = RateResult(data, knob)
+        else:
+            hi_knob = min(hi_knob, knob)
+
     for _ in range(rounds):
         try:
             knob = fit_budget(encode_fast, max(1, int(target))).knob
@@ -107,12 +120,10 @@ def fit_budget_two_stage(encode_fast: Callable[[float], bytes],
             break
         tried.add(knob)
         data = encode_final(knob)
-        if len(data) <= budget and (best is None or len(data) > len(best.data)):
-            best = RateResult(data, knob)
-        ratio = len(data) / max(1, len(encode_fast(knob)))
-        target = budget / ratio
-        if best is not None and len(best.data) >= 0.985 * budget:
-            break
+        consider(knob, data)
+        if best is not None and len(best.data) >= close * budget:
+            return best
+        target = budget / (len(data) / max(1, len(encode_fast(knob))))
     if best is None:
         smallest = encode_final(-1.0)
         if len(smallest) > budget:
@@ -120,5 +131,12 @@ def fit_budget_two_stage(encode_fast: Callable[[float], bytes],
                 f"the target of {budget} bytes is below the smallest file this model makes "
                 f"({len(smallest)} bytes); ask for at least that"
             )
-        best = RateResult(smallest, -1.0)
+        consider(-1.0, smallest)
+    for _ in range(refine):
+        if len(best.data) >= close * budget or hi_knob - lo_knob <= KNOB_STEP:
+            break
+        mid = round((lo_knob + hi_knob) / 2, 3)
+        if mid in (lo_knob, hi_knob):
+            break
+        consider(mid, encode_final(mid))
     return best
