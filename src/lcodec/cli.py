@@ -97,6 +97,13 @@ _jobs = click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show
                      help="Worker processes in batch mode.")
 
 
+def _coding_options(fn):
+    """The options encode and decode share."""
+    for option in (_json, _verbose, _quiet, _force, _device, _jobs, _outdir):
+        fn = option(fn)
+    return fn
+
+
 def _encode_one(input_path: str, output_path: str, opts: dict) -> dict:
     """Encode one file; returns its statistics. Raises LcodecError on bad input."""
     import io
@@ -268,13 +275,7 @@ class _nullbar:
                    "the static tables for lite-mse), tcae, or static.")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Decode the symbols of the finished file before writing it.")
-@_outdir
-@_jobs
-@_device
-@_force
-@_quiet
-@_verbose
-@_json
+@_coding_options
 def encode(paths: tuple[str, ...], bpp: float | None, size_bytes: int | None,
            psnr_db: float | None, quality: float | None, knob: float | None,
            model: str | None, alpha: str, strip: bool, entropy: str, verify: bool,
@@ -301,13 +302,7 @@ def encode(paths: tuple[str, ...], bpp: float | None, size_bytes: int | None,
 @click.option("--max-pixels", type=click.IntRange(1), default=None,
               help="Refuse files declaring more pixels (default 100 million); raise it "
                    "only for files you trust.")
-@_outdir
-@_jobs
-@_device
-@_force
-@_quiet
-@_verbose
-@_json
+@_coding_options
 def decode(paths: tuple[str, ...], fmt: str, max_pixels: int | None, output_dir: str | None,
            jobs: int, device: str, force: bool, quiet: bool, verbose: bool,
            as_json: bool) -> None:

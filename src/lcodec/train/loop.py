@@ -25,6 +25,7 @@ from lcodec.color import rgb_to_ycbcr, ycbcr_to_rgb
 from lcodec.config import CONFIGS
 from lcodec.nets import CWIC
 from lcodec.train.data import CropSampler, centre_crops, is_validation, list_images, load_rgb
+from lcodec.train.rng import rng_state, set_rng_state
 
 
 @dataclass
@@ -84,19 +85,13 @@ def rate_bpp(model: CWIC, out: dict[str, torch.Tensor]) -> torch.Tensor:
     return per_pos * bits / cfg.stride**2
 
 
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-            "python": random.getstate()}
+def run(cfg: TrainConfig, out_dir: Path, max_minutes: float | None = None,
+        stop_at: int | None = None) -> Path:
+    """Train (or resume) into ``out_dir``; returns the checkpoint path.
 
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-
-
-def run(cfg: TrainConfig, out_dir: Path, max_minutes: float | None = None) -> Path:
-    """Train (or resume) into ``out_dir``; returns the checkpoint path."""
+    ``max_minutes`` / ``stop_at`` end the run early (checkpointed) after that much wall time
+    or at that step; running again with the same config continues exactly.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     if cfg.threads:
@@ -126,7 +121,7 @@ def run(cfg: TrainConfig, out_dir: Path, max_minutes: float | None = None) -> Pa
         opt.load_state_dict(state["opt"])
         step = state["step"]
         sampler.set_state(state["sampler"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         print(f"resumed at step {step}")
 
     log_path = out_dir / "log.csv"
@@ -139,7 +134,7 @@ def run(cfg: TrainConfig, out_dir: Path, max_minutes: float | None = None) -> Pa
     def save() -> None:
         tmp = ckpt.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                    "sampler": sampler.state(), "rng": _rng_state(),
+                    "sampler": sampler.state(), "rng": rng_state(),
                     "config": asdict(cfg)}, tmp)
         tmp.replace(ckpt)
 
@@ -174,9 +169,9 @@ def run(cfg: TrainConfig, out_dir: Path, max_minutes: float | None = None) -> Pa
             log.flush()
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             save()
-        if max_minutes is not None and time.time() - t0 > 60 * max_minutes:
+        if (max_minutes is not None and time.time() - t0 > 60 * max_minutes) or step == stop_at:
             save()
-            print(f"stopping at step {step} after {max_minutes} min (resume to continue)")
+            print(f"stopping at step {step} (run again to resume)")
             break
     log.close()
     return ckpt

@@ -52,6 +52,7 @@ from lcodec.entropy.tcae_net import (
 )
 from lcodec.entropy.tcae_net import side_classes_torch as _side
 from lcodec.quant import code_mask
+from lcodec.train.rng import rng_state, set_rng_state
 
 LR_STEPS = 4  # learning rates lr, lr/3, lr/9, lr/27 (paper §4.5: lr = 3e-4)
 FORCED_DROPS = (0.6, 0.8, 0.9)
@@ -115,17 +116,6 @@ def batch_inputs(qi: torch.Tensor, luma: torch.Tensor, chroma: torch.Tensor, lev
 
 
 # ---------------------------------------------------------------- training
-
-
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-            "python": random.getstate()}
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
 
 
 def _evaluate(nets: dict[str, TcaeNet], codes: dict, idx: np.ndarray, cfgs, device,
@@ -193,7 +183,7 @@ def train(args: argparse.Namespace) -> Path:
             nets[n].load_state_dict(saved["nets"][n])
         opt.load_state_dict(saved["opt"])
         state = saved["state"]
-        _set_rng_state(saved["rng"])
+        set_rng_state(saved["rng"])
         print(f"resumed at step {state['step']}", file=sys.stderr)
     data = {k: torch.from_numpy(codes[k]) for k in ("qi", "luma", "chroma")}
     log_path = out / "log.csv"
@@ -207,7 +197,7 @@ def train(args: argparse.Namespace) -> Path:
     def save() -> None:
         tmp = ckpt.with_suffix(".tmp")
         torch.save({"nets": {n: nets[n].state_dict() for n in NAMES}, "opt": opt.state_dict(),
-                    "state": state, "rng": _rng_state(),
+                    "state": state, "rng": rng_state(),
                     "configs": {k: c.to_dict() for k, c in cfgs.items()}}, tmp)
         tmp.replace(ckpt)
 
