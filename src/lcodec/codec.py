@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -36,6 +37,11 @@ HALO_CODES = 16
 
 def code_shape(width: int, height: int, stride: int) -> tuple[int, int]:
     return math.ceil(height / stride), math.ceil(width / stride)
+
+
+def stored_knob(knob: float) -> float:
+    """The knob as the header stores it: clamped to [-1, 1], in thousandths."""
+    return round(min(max(knob, KNOB_MIN), KNOB_MAX), 3)
 
 
 def windows(n: int, tile: int, halo: int) -> Iterator[tuple[int, int, int, int]]:
@@ -75,7 +81,7 @@ class Analysis:
         """A complete `.lic` file at rate knob ``knob`` (rounded to the stored thousandths),
         entropy-coded with ``coder`` (default: the analysis's own)."""
         coder = coder or self.coder
-        knob = round(min(max(knob, KNOB_MIN), KNOB_MAX), 3)
+        knob = stored_knob(knob)
         qi, luma, chroma = self.symbols(knob)
         src = self.source
         sections = coder.encode(qi, luma, None if src.gray else chroma)
@@ -97,29 +103,28 @@ class Analysis:
 
     def symbols(self, knob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(qi (h, w), luma (n, h, w), chroma (n_c, h, w)) int64 arrays at a rate knob."""
-        codes = self.codes(round(min(max(knob, KNOB_MIN), KNOB_MAX), 3))
+        codes = self.codes(stored_knob(knob))
         return tuple(t[0].cpu().numpy() for t in (codes.qi[:, 0], codes.luma, codes.chroma))
 
-    @property
+    @cached_property
     def _sidecars(self) -> dict[SectionType, bytes]:
-        if not hasattr(self, "_sidecar_cache"):
-            src = self.source
-            out = {}
-            if src.alpha is not None:
-                out[SectionType.ALPHA] = sidecar.pack_alpha(src.alpha)
-            meta = sidecar.pack_metadata(src.icc, src.exif)
-            if meta:
-                out[SectionType.METADATA] = meta
-            self._sidecar_cache = out
-        return self._sidecar_cache
+        """Alpha and metadata sections: the same at every knob, so packed once."""
+        src = self.source
+        out = {}
+        if src.alpha is not None:
+            out[SectionType.ALPHA] = sidecar.pack_alpha(src.alpha)
+        meta = sidecar.pack_metadata(src.icc, src.exif)
+        if meta:
+            out[SectionType.METADATA] = meta
+        return out
 
 
 @torch.no_grad()
 def analyse(model: LoadedModel, source: SourceImage, entropy: str = "auto") -> Analysis:
     """Run the encoder networks (in windows for large images) on a source image.
 
-    ``entropy``: "tcae" (inclined TCAE), "static" (context tables) or "auto" (the TCAE when
-    this model has one installed).
+    ``entropy``: "tcae" (inclined TCAE), "static" (context tables) or "auto" (see
+    :func:`coder_for_encoding`).
     """
     coder = coder_for_encoding(model, entropy)
     s = model.config.stride
