@@ -65,11 +65,9 @@ def _write_output(path: str, data: bytes, force: bool) -> None:
         if not force and target.exists():
             raise LcodecError(f"{path} appeared while encoding; use --force to overwrite it")
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException:  # never leave the temporary file; main() reports OSError in one line
         Path(tmp).unlink(missing_ok=True)
         raise
-    except OSError as exc:  # pragma: no cover - reported by the handler in main()
-        raise LcodecError(f"cannot write {path}: {exc.strerror}") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
