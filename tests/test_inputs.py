@@ -129,3 +129,19 @@ def test_corrupted_side_sections_raise_lic_errors() -> None:
     for bad in (meta[:3], meta[:-1]):
         with pytest.raises(LicError):
             unpack_metadata(bad)
+
+
+def test_an_input_declaring_too_many_pixels_is_refused_before_decoding(tmp_path) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    ihdr = struct.pack(">IIBBBBB", 200_000, 200_000, 8, 2, 0, 0, 0)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    with pytest.raises(LcodecError, match="over the limit"):
+        load_image(bomb, "bomb.png")

@@ -51,14 +51,18 @@ def _has_alpha(im: Image.Image) -> bool:
     )
 
 
+def _check_pixels(im: Image.Image, name: str) -> None:
+    if im.width * im.height > MAX_INPUT_PIXELS:
+        raise LcodecError(f"{name} has {im.width}×{im.height} pixels, over the limit of "
+                          f"{MAX_INPUT_PIXELS}")
+
+
 def from_pil(im: Image.Image, name: str = "input", alpha: str = "keep",
              strip: bool = False) -> SourceImage:
     """Convert an opened PIL image (EXIF orientation applied here)."""
     if alpha not in ("keep", "drop"):
         raise LcodecError(f"alpha must be 'keep' or 'drop', not {alpha!r}")
-    if im.width * im.height > MAX_INPUT_PIXELS:
-        raise LcodecError(f"{name} has {im.width}×{im.height} pixels, over the limit of "
-                          f"{MAX_INPUT_PIXELS}")
+    _check_pixels(im, name)
     icc = None if strip else im.info.get("icc_profile") or None
     im = ImageOps.exif_transpose(im)
     exif = None
@@ -87,6 +91,7 @@ def load_image(source: str | Path | BinaryIO, name: str = "input", alpha: str = 
     """Open an image file with clear errors; see :func:`from_pil`."""
     try:
         with Image.open(source) as im:
+            _check_pixels(im, name)  # before decoding any pixel data
             im.load()
             return from_pil(im, name, alpha, strip)
     except FileNotFoundError:
