@@ -58,3 +58,22 @@ def test_golden_file_decodes_to_the_same_symbols_on_cuda(entry) -> None:
     promised bit-exact on the CPU build the golden hashes were recorded with."""
     got = _decode_in_fresh_process(GOLDEN / entry["file"], "cuda")
     assert got["symbols_sha256"] == entry["symbols_sha256"]
+
+
+@pytest.mark.skipif(not _cuda(), reason="no CUDA device")
+@pytest.mark.parametrize("entropy", ["tcae", "static"])
+def test_a_cuda_encoded_file_decodes_on_the_cpu_to_the_coded_symbols(crop_rgb, entropy) -> None:
+    """Networks on the GPU give the symbols; their coding must not depend on the device."""
+    import numpy as np
+
+    from lcodec import api, codec, container, models
+
+    data = api.encode(crop_rgb, device="cuda", entropy=entropy, model="lite-mse")
+    lic = container.unpack(data)
+    info = models.find(model_id=lic.header.model_id)
+    coded = codec.analyse(models.load(info, "cuda"), api.as_source(crop_rgb), entropy)
+    want = coded.symbols(lic.header.rate_knob)
+    for device in ("cpu", "cuda"):
+        got = codec.decode_codes(models.load(info, device), lic)
+        for a, b in zip(want, (got.qi[0, 0], got.luma[0], got.chroma[0]), strict=True):
+            assert np.array_equal(a, b.cpu().numpy()), device

@@ -46,6 +46,7 @@ class NetConfig:
 
 CONFIGS: dict[str, NetConfig] = {
     "paper": NetConfig(),
+    "mid": NetConfig(widths=(48, 96, 192), chroma_widths=(24, 48, 96), dense_growth=24),
     "lite": NetConfig(
         widths=(32, 64, 96), chroma_widths=(16, 32, 48), n_chroma=8, dense_growth=16
     ),

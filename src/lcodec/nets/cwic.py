@@ -166,7 +166,7 @@ class CWIC(nn.Module):
         of eq. 8, differentiable through the straight-through mask) and the quantization loss.
         """
         cfg = self.cfg
-        e_y, e_c, p = self._analyse(ycc)
+        e_y, e_c, p = (t.float() for t in self._analyse(ycc))  # fp32 under bf16 autocast
         zq_y, _, ql_y = self.luma_q(e_y)
         zq_c, _, ql_c = self.chroma_q(e_c)
         if use_mask:
@@ -178,7 +178,7 @@ class CWIC(nn.Module):
             m_c = torch.ones_like(zq_c)
         x_hat = self._synthesise(zq_y * m_y, zq_c * m_c)
         return {
-            "x_hat": x_hat,
+            "x_hat": x_hat.float(),
             "rate_luma": m_y.mean(),
             "rate_chroma": m_c.mean(),
             "quant_loss": ql_y + ql_c,

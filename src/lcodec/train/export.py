@@ -1,6 +1,7 @@
 """Freeze a training checkpoint into shipped weights.
 
-``python -m lcodec.train.export RUN_DIR NAME [--images N]`` casts the network to fp16, fits
+``python -m lcodec.train.export RUN NAME [--images N]`` (RUN: a run folder, its
+``last.ckpt``, or a ``snapshot.safetensors``) casts the network to fp16, fits
 the STATIC_CONTEXT_V1 tables on training-set codes (never Kodak) produced by those fp16
 weights at several rate knobs, and writes ``models/<name>-<sha8>.safetensors`` and a card.
 """
@@ -23,6 +24,7 @@ from lcodec.models import MODEL_ID_BYTES, models_dir
 from lcodec.nets import CWIC
 from lcodec.quant import code_mask
 from lcodec.train.data import is_validation, list_images, load_rgb
+from lcodec.train.loop import load_weights
 
 FIT_KNOBS = (-0.3, -0.15, 0.0, 0.15, 0.3)
 
@@ -49,17 +51,18 @@ def fit_entropy_tables(net: CWIC, images: list[np.ndarray]) -> dict[str, np.ndar
     return {k: sc.fit_tables(v) for k, v in counts.items()}
 
 
-def export(run_dir: Path, name: str, n_images: int, out_dir: Path,
-           notes: dict | None = None) -> Path:
-    ckpt = torch.load(run_dir / "last.ckpt", map_location="cpu", weights_only=False)
-    tcfg = ckpt["config"]
+def export(run: Path, name: str, n_images: int, out_dir: Path,
+           notes: dict | None = None, data: Path | None = None) -> Path:
+    """Write ``<name>-<sha8>.safetensors`` and its card from a run; ``data`` overrides the
+    training image folder recorded in the run (for the entropy tables)."""
+    weights, tcfg, steps_done = load_weights(run / "last.ckpt" if run.is_dir() else run)
     net = CWIC(CONFIGS[tcfg["net"]])
-    net.load_state_dict(ckpt["model"])
+    net.load_state_dict(weights, strict=False)
     half = {k: v.half() for k, v in net.state_dict().items() if v.is_floating_point()}
     net.load_state_dict({k: v.float() for k, v in half.items()}, strict=False)
     net.eval()
 
-    paths = [p for p in list_images(Path(tcfg["data"]))
+    paths = [p for p in list_images(Path(data or tcfg["data"]))
              if not is_validation(p, tcfg["val_fraction"])]
     rng = np.random.default_rng(0)
     chosen = rng.choice(len(paths), size=min(n_images, len(paths)), replace=False)
@@ -83,7 +86,7 @@ def export(run_dir: Path, name: str, n_images: int, out_dir: Path,
         "model_id": sha8,
         "architecture": "cwic",
         "config": json.loads(net.cfg.to_json()),
-        "training": {**tcfg, "steps_done": ckpt["step"], **(notes or {})},
+        "training": {**tcfg, "steps_done": steps_done, **(notes or {})},
         "entropy": {"method": "STATIC_CONTEXT_V1", "fitted_on_images": len(images),
                     "knobs": list(FIT_KNOBS)},
     }
@@ -93,7 +96,10 @@ def export(run_dir: Path, name: str, n_images: int, out_dir: Path,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lcodec.train.export", description=__doc__)
-    ap.add_argument("run", type=Path, help="training run folder (holds last.ckpt)")
+    ap.add_argument("run", type=Path,
+                    help="training run folder (holds last.ckpt), a checkpoint or a snapshot")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="training images for the tables (default: the run's data folder)")
     ap.add_argument("name", help="model name, e.g. lite-mse")
     ap.add_argument("--images", type=int, default=400, help="training images for the tables")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: models/)")
@@ -103,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     notes = {k: v for k, v in (("hardware", args.hardware), ("wall_minutes", args.wall_minutes),
                                ("note", args.note)) if v}
-    print(export(args.run, args.name, args.images, args.out or models_dir(), notes))
+    print(export(args.run, args.name, args.images, args.out or models_dir(), notes, args.data))
     return 0
 
 
