@@ -15,10 +15,23 @@ GOLDEN = Path(__file__).parent / "golden"
 MANIFEST = json.loads((GOLDEN / "MANIFEST.json").read_text())
 CHECK = """
 import json, sys
+import numpy as np
+from PIL import Image
 sys.path.insert(0, {golden!r})
-from make_golden import digests
-print(json.dumps(digests(open({path!r}, "rb").read(), {device!r})))
+from make_golden import decoded_planes, digests, reference_path
+data = open({path!r}, "rb").read()
+out = digests(data, {device!r})
+ref = np.asarray(Image.open(reference_path({path!r})), dtype=np.int16)
+got = decoded_planes(data, {device!r}).astype(np.int16)
+diff = np.abs(got - ref) if got.shape == ref.shape else np.full(1, 255)
+out.update(max_diff=int(diff.max()), changed=float(np.mean(diff > 0)))
+print(json.dumps(out))
 """
+# Pixels come from float networks: on another CPU (or BLAS, or the GPU) the last bit of a
+# float may differ and move a pixel by rounding, never by more (docs/format.md). So a decoding
+# must give the recorded pixel hash, or else differ from the reference decoding by at most
+# one level in a small fraction of the samples.
+MAX_CHANGED = 0.02
 
 
 def test_there_are_golden_files_for_the_current_format() -> None:
@@ -35,7 +48,14 @@ def test_golden_file_decodes_to_its_recorded_symbols_and_pixels(entry) -> None:
         "a golden file was modified; golden files must never be rewritten")
     got = _decode_in_fresh_process(path, "cpu")
     assert got["symbols_sha256"] == entry["symbols_sha256"]
-    assert got["pixels_sha256"] == entry["pixels_sha256"]
+    _assert_same_pixels(got, entry)
+
+
+def _assert_same_pixels(got: dict, entry: dict) -> None:
+    if got["pixels_sha256"] == entry["pixels_sha256"]:
+        return
+    assert got["max_diff"] <= 1, f"pixels moved by {got['max_diff']} levels"
+    assert got["changed"] <= MAX_CHANGED, f"{got['changed']:.1%} of the samples changed"
 
 
 def _decode_in_fresh_process(path: Path, device: str) -> dict:
@@ -54,10 +74,10 @@ def _cuda() -> bool:
 @pytest.mark.skipif(not _cuda(), reason="no CUDA device")
 @pytest.mark.parametrize("entry", MANIFEST, ids=[e["file"] for e in MANIFEST])
 def test_golden_file_decodes_to_the_same_symbols_on_cuda(entry) -> None:
-    """Symbols are exact on every device; pixels come from float networks and are only
-    promised bit-exact on the CPU build the golden hashes were recorded with."""
+    """Symbols are exact on every device; pixels within rounding of the CPU reference."""
     got = _decode_in_fresh_process(GOLDEN / entry["file"], "cuda")
     assert got["symbols_sha256"] == entry["symbols_sha256"]
+    _assert_same_pixels(got, entry)
 
 
 @pytest.mark.skipif(not _cuda(), reason="no CUDA device")

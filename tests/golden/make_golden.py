@@ -2,8 +2,9 @@
 
 ``python tests/golden/make_golden.py``: for each case not yet in MANIFEST.json, encode it,
 decode it in this process, and record the SHA-256 of the file, its decoded symbols and its
-decoded pixels. Existing entries and files are NEVER rewritten: a golden file is a promise
-that files written by that version decode the same forever (see docs/format.md).
+decoded pixels; for every entry without one, store its decoded pixels (+ alpha) as a PNG
+beside it. Existing entries and files are NEVER rewritten: a golden file is a promise that
+files written by that version decode the same forever (see docs/format.md).
 """
 
 from __future__ import annotations
@@ -35,6 +36,30 @@ def digests(data: bytes, device: str = "cpu") -> dict[str, str]:
     if dec.alpha is not None:
         pix.update(dec.alpha.tobytes())
     return {"symbols_sha256": sym.hexdigest(), "pixels_sha256": pix.hexdigest()}
+
+
+def decoded_planes(data: bytes, device: str = "cpu") -> np.ndarray:
+    """Decoded pixels with alpha as a 4th plane if the file has one: (H, W, 3 or 4) uint8."""
+    from lcodec import api
+
+    dec = api.decode_full(data, device)
+    if dec.alpha is None:
+        return dec.pixels
+    return np.concatenate([dec.pixels, dec.alpha[..., None]], axis=2)
+
+
+def reference_path(file: str) -> Path:
+    """The reference decoding of a golden file, stored once as a lossless PNG beside it."""
+    return HERE / (Path(file).stem + ".pixels.png")
+
+
+def write_reference(file: str) -> bool:
+    """Record the reference pixels of a golden file unless it already has them."""
+    ref = reference_path(file)
+    if ref.exists():
+        return False
+    Image.fromarray(decoded_planes((HERE / file).read_bytes())).save(ref)
+    return True
 
 
 def cases() -> dict[str, tuple[Image.Image, float]]:
@@ -76,6 +101,9 @@ def main() -> int:
             )
             print(f"added {fname} ({len(data)} bytes)")
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    for entry in manifest:
+        if write_reference(entry["file"]):
+            print(f"recorded reference pixels of {entry['file']}")
     return 0
 
 

@@ -92,14 +92,20 @@ def save_snapshot(model: CWIC, cfg: TrainConfig, step: int, path: Path) -> None:
 
 
 def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict, int]:
-    """(float32 state dict, training config dict, step) of a snapshot or a checkpoint."""
+    """(float32 state dict, training config dict, step) of a snapshot, a checkpoint or a
+    shipped model (whose card, beside it, gives the config and step)."""
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
         with safe_open(str(path), "pt") as f:
-            meta = f.metadata()
-            state = {k: f.get_tensor(k).float() for k in f.keys()}  # noqa: SIM118
-        return state, json.loads(meta["train_config"]), int(meta["step"])
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k).float() for k in f.keys()  # noqa: SIM118
+                     if not k.startswith("entropy.")}
+        if "train_config" in meta:
+            return state, json.loads(meta["train_config"]), int(meta["step"])
+        card = path.with_suffix(".json")
+        training = json.loads(card.read_text()).get("training", {}) if card.exists() else {}
+        return state, training, int(training.get("steps_done", 0))
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     return ckpt["model"], ckpt["config"], ckpt["step"]
 
