@@ -9,22 +9,56 @@ import numpy as np
 import torch
 from torch import nn
 
+QUANTIZERS = ("lcmq", "lloyd", "uniform")
+
 
 class ChannelQuantizer(nn.Module):
-    """LCMQ: T learned centres per channel, ``q_{k,t} = Σ_{t'≤t} |s_{k,t'}|`` (eq. 1).
+    """T centres per channel, ``q_{k,t} = Σ_{t'≤t} |s_{k,t'}|`` (eq. 1), trained one of three ways.
 
     The forward pass returns the straight-through value (quantized forward, identity backward,
-    eqs. 11-12), the indices and the quantization loss of eq. 9; that loss reaches only the
-    steps ``s`` (the codes are detached), as in the paper.
+    eqs. 11-12), the indices and the quantization loss of eq. 9. ``mode`` (training only; the
+    weights file stores the centres whatever the mode):
+
+    * ``lcmq`` (default, seed 004 §3.1.3): the loss of eq. 9 reaches only the steps ``s`` (the
+      codes are detached) and updates them by gradient; dead top levels are re-initialised.
+    * ``lloyd`` (seed 003): the centres follow the Lloyd-Max optimality condition instead: each
+      batch moves every used centre towards the mean of the codes assigned to it (an
+      exponential average with weight ``lloyd_rate``); no gradient reaches ``s``.
+    * ``uniform``: the fixed uniform centres (2t + 1) / 2T of the initialisation (the paper's
+      FMQ); nothing is learned.
     """
 
-    def __init__(self, channels: int, levels: int, patience: int = 50) -> None:
+    def __init__(self, channels: int, levels: int, patience: int = 50,
+                 mode: str = "lcmq", lloyd_rate: float = 0.1) -> None:
         super().__init__()
         steps = torch.full((channels, levels), 1.0 / levels)
         steps[:, 0] = 0.5 / levels
         self.steps = nn.Parameter(steps)
         self.patience = patience
+        self.lloyd_rate = lloyd_rate
         self.register_buffer("idle", torch.zeros(channels, levels, dtype=torch.long))
+        self.set_mode(mode)
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in QUANTIZERS:
+            raise ValueError(f"unknown quantizer {mode!r}; use one of {', '.join(QUANTIZERS)}")
+        self.mode = mode
+        self.steps.requires_grad_(mode == "lcmq")
+
+    @torch.no_grad()
+    def lloyd_update(self, e: torch.Tensor, idx: torch.Tensor) -> None:
+        """One Lloyd-Max step: used centres move towards the mean of their codes (ordered)."""
+        n, t = self.steps.shape
+        flat_e = e.detach().float().transpose(0, 1).reshape(n, -1)
+        flat_i = idx.transpose(0, 1).reshape(n, -1)
+        sums = torch.zeros(n, t, device=e.device).scatter_add_(1, flat_i, flat_e)
+        counts = torch.zeros(n, t, device=e.device).scatter_add_(1, flat_i,
+                                                                  torch.ones_like(flat_e))
+        q = self.centres()
+        target = torch.where(counts > 0, sums / counts.clamp_min(1), q)
+        q = q + self.lloyd_rate * (target - q)
+        q = torch.cummax(q, dim=1).values  # keep the centres ordered
+        self.steps.copy_(torch.diff(q, dim=1, prepend=torch.zeros(n, 1, device=q.device)))
 
     @property
     def levels(self) -> int:
@@ -54,7 +88,10 @@ class ChannelQuantizer(nn.Module):
         quant_loss = torch.mean((qv - e.detach()) ** 2)
         z = e + (qv - e).detach()
         if self.training:
-            self._track_usage(idx)
+            if self.mode == "lloyd":
+                self.lloyd_update(e, idx)
+            elif self.mode == "lcmq":
+                self._track_usage(idx)
         return z, idx, quant_loss
 
     @torch.no_grad()
@@ -73,6 +110,8 @@ class ChannelQuantizer(nn.Module):
         When levels t0..T-1 of channel k have all been idle for ``patience`` batches, the steps
         s_{k,t0-1..T-1} share the width s_{k,t0-1}. Returns the number of channels reset.
         """
+        if self.mode != "lcmq":
+            return 0
         t = self.steps.shape[1]
         # Level t is dead "from t on" when it and every level above it are idle long enough.
         tail_idle = torch.flip(torch.cummin(torch.flip(self.idle, [1]), 1).values, [1])

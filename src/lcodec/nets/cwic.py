@@ -158,31 +158,42 @@ class CWIC(nn.Module):
             return y
         return torch.cat([y, self.chroma_dec(z_c, feats)], 1)
 
-    def forward(self, ycc: torch.Tensor, offset: torch.Tensor | float = 0.0, use_mask: bool = True
-                ) -> dict[str, torch.Tensor]:
+    def forward(self, ycc: torch.Tensor, offset: torch.Tensor | float = 0.0, use_mask: bool = True,
+                hard_mask: bool = False) -> dict[str, torch.Tensor]:
         """Training pass. ``offset`` (scalar or (N,1,1,1)) shifts the importance map (rate knob).
 
         Returns the reconstruction, the coded fraction of luma and chroma codes (the rate proxy
         of eq. 8, differentiable through the straight-through mask) and the quantization loss.
+        With ``hard_mask`` no gradient reaches the importance map through the mask (for the
+        two-stage relaxation of :mod:`lcodec.train.importance`, which needs the masked codes
+        ``z_y``, ``z_c`` and the shifted map ``p_shifted`` also returned).
         """
         cfg = self.cfg
         e_y, e_c, p = (t.float() for t in self._analyse(ycc))  # fp32 under bf16 autocast
         zq_y, _, ql_y = self.luma_q(e_y)
         zq_c, _, ql_c = self.chroma_q(e_c)
-        if use_mask:
-            pe = torch.clamp(p + offset, 0.0, 1.0 - 1e-6)
-            m_y = soft_mask(pe, cfg.n_luma, cfg.imp_levels)
-            m_c = soft_mask(pe, cfg.n_chroma, cfg.imp_levels)
-        else:
+        pe = torch.clamp(p + offset, 0.0, 1.0 - 1e-6)
+        if not use_mask:
             m_y = torch.ones_like(zq_y)
             m_c = torch.ones_like(zq_c)
-        x_hat = self._synthesise(zq_y * m_y, zq_c * m_c)
+        elif hard_mask:
+            qi = importance_levels(pe.detach(), cfg.imp_levels)
+            m_y = code_mask(qi, cfg.n_luma, cfg.imp_levels).to(zq_y.dtype)
+            m_c = code_mask(qi, cfg.n_chroma, cfg.imp_levels).to(zq_c.dtype)
+        else:
+            m_y = soft_mask(pe, cfg.n_luma, cfg.imp_levels)
+            m_c = soft_mask(pe, cfg.n_chroma, cfg.imp_levels)
+        z_y, z_c = zq_y * m_y, zq_c * m_c
+        x_hat = self._synthesise(z_y, z_c)
         return {
             "x_hat": x_hat.float(),
             "rate_luma": m_y.mean(),
             "rate_chroma": m_c.mean(),
             "quant_loss": ql_y + ql_c,
             "importance": p,
+            "p_shifted": pe,
+            "z_y": z_y,
+            "z_c": z_c,
         }
 
     @torch.no_grad()

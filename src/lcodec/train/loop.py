@@ -1,7 +1,21 @@
-"""The resumable training loop (seed 004 §3.2-3.4, simplified for a first model).
+"""The resumable training loop (seed 004 §3.2-3.4).
 
-One config (JSON) describes a run. Checkpoints hold the model, optimizer, step and every RNG
-state, so a resumed run continues exactly where it stopped. Progress goes to ``log.csv``.
+One config (JSON) describes a run. Checkpoints hold the model, optimizer, step, schedule and
+every RNG state, so a resumed run continues exactly where it stopped. Progress goes to
+``log.csv`` (and a progress line on a terminal).
+
+Loss = distortion (:mod:`lcodec.train.losses`: MSE, MS-SSIM or YCbCr-L1 with chroma weight γ,
+optionally + ΔE00) + λ·max(0, rate − r) + quantization loss (eq. 9, reaching only the LCMQ
+centres). The rate is the bpp the importance mask would cost before entropy coding (eq. 8 in
+bits, with threshold r = ``rate_threshold``); the rate knob (an offset added to the importance
+map) is drawn at random per image, so that one model covers a range of rates. The first
+``pretrain_fraction`` of the steps trains without the importance mask (§3.4).
+
+Options from the paper and its seeds: ``quantizer`` lcmq | lloyd | uniform
+(:class:`lcodec.quant.ChannelQuantizer`); ``importance`` ste (straight-through mask) |
+two_stage (eqs. 13-19, :mod:`lcodec.train.importance`); ``lr_schedule`` decay (constant, then
+geometric decay to ``lr_final`` from ``decay_from``) | plateau (÷10 when the validation loss has
+not improved for ``plateau_patience`` validations, at most twice: 1e-4 → 1e-5 → 1e-6).
 
 On CUDA the networks run under bf16 autocast in channels-last layout (codes, quantizer,
 mask and losses stay fp32). A run with ``budget_minutes`` times its first steps and then
@@ -10,10 +24,6 @@ time progress, so such a run always ends decayed but is not bit-reproducible. Ev
 ``snapshot_every`` steps and at the end it writes ``snapshot.safetensors``: fp16 weights
 with the config and step in the metadata, small enough to carry between machines, which
 ``init`` (weights to start from) and ``export`` accept.
-
-Loss = distortion + λ·rate + quantization loss, where the rate is the bpp the mask would cost
-before entropy coding (eq. 8 in bits) and the rate knob (an offset added to the importance
-map) is drawn at random per image, so that one model covers a range of rates.
 """
 
 from __future__ import annotations
@@ -22,8 +32,9 @@ import csv
 import json
 import math
 import random
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +43,10 @@ import torch
 from lcodec.color import rgb_to_ycbcr, ycbcr_to_rgb
 from lcodec.config import CONFIGS
 from lcodec.nets import CWIC
+from lcodec.quant import QUANTIZERS
 from lcodec.train.data import CropSampler, centre_crops, is_validation, list_images, load_rgb
+from lcodec.train.importance import best_levels, importance_loss
+from lcodec.train.losses import KINDS, distortion, psnr
 from lcodec.train.rng import rng_state, set_rng_state
 
 
@@ -40,7 +54,7 @@ from lcodec.train.rng import rng_state, set_rng_state
 class TrainConfig:
     data: str = "../shared/data/train"
     net: str = "lite"
-    distortion: str = "mse"  # mse | msssim
+    distortion: str = "mse"  # mse | msssim | ycbcr_l1
     steps: int = 5000
     batch: int = 8
     crop: int = 128
@@ -49,6 +63,15 @@ class TrainConfig:
     decay_from: float = 0.7  # fraction of steps after which the LR decays geometrically
     lam: float = 1.0  # weight of the rate term (bpp before entropy coding)
     mse_weight: float = 0.0  # with msssim: plus this × 1000·MSE (keeps colours from drifting)
+    chroma_weight: float = 1.0  # γ of the ycbcr_l1 distortion
+    deltae_weight: float = 0.0  # plus this × mean ΔE00
+    rate_threshold: float = 0.0  # r (bpp): the rate term penalises only the rate above it
+    quantizer: str = "lcmq"  # lcmq | lloyd | uniform
+    importance: str = "ste"  # ste | two_stage
+    imp_alpha: float = 0.05  # α of eq. 18 (mean over positions)
+    imp_xi: float = 0.1  # ξ of eq. 13
+    lr_schedule: str = "decay"  # decay | plateau
+    plateau_patience: int = 5
     offset_range: tuple[float, float] = (-0.5, 0.5)
     pretrain_fraction: float = 0.05  # steps without the importance mask (paper §3.4)
     val_fraction: float = 0.02
@@ -63,11 +86,23 @@ class TrainConfig:
     init: str | None = None  # weights (snapshot or checkpoint) to start a new run from
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("distortion", self.distortion, KINDS),
+                                     ("quantizer", self.quantizer, QUANTIZERS),
+                                     ("importance", self.importance, ("ste", "two_stage")),
+                                     ("lr_schedule", self.lr_schedule, ("decay", "plateau")),
+                                     ("net", self.net, tuple(CONFIGS))):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
         raw = json.loads(path.read_text())
         if "offset_range" in raw:
             raw["offset_range"] = tuple(raw["offset_range"])
+        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {', '.join(unknown)}")
         return cls(**raw)
 
 
@@ -110,28 +145,67 @@ def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict, int]:
     return ckpt["model"], ckpt["config"], ckpt["step"]
 
 
-def distortion(x: torch.Tensor, x_hat_rgb: torch.Tensor, kind: str,
-               mse_weight: float = 0.0) -> torch.Tensor:
-    """Distortion on RGB in [0, 1]: 1000·MSE, or 100·(1 − MS-SSIM) (eq. 6) plus
-    ``mse_weight``·1000·MSE."""
-    mse = 1000.0 * torch.mean((x - x_hat_rgb) ** 2)
-    if kind == "mse":
-        return mse
-    if kind == "msssim":
-        from pytorch_msssim import ms_ssim
-
-        score = ms_ssim(x_hat_rgb.clamp(0, 1), x, data_range=1.0, win_size=7,
-                        size_average=True)
-        return 100.0 * (1.0 - score) + mse_weight * mse
-    raise ValueError(f"unknown distortion {kind!r}")
-
-
 def rate_bpp(model: CWIC, out: dict[str, torch.Tensor]) -> torch.Tensor:
     """Raw code bits per pixel implied by the mask (before entropy coding)."""
     cfg = model.cfg
-    bits = math.log2(cfg.levels)
     per_pos = out["rate_luma"] * cfg.n_luma + out["rate_chroma"] * cfg.n_chroma
-    return per_pos * bits / cfg.stride**2
+    return per_pos * element_bits(model)
+
+
+def element_bits(model: CWIC) -> float:
+    """Bits per pixel of one coded code element per position (log2 T / stride²)."""
+    return math.log2(model.cfg.levels) / model.cfg.stride**2
+
+
+def training_loss(model: CWIC, cfg: TrainConfig, x: torch.Tensor, out: dict[str, torch.Tensor],
+                  masked: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, distortion, rate bpp) of one batch; ``out`` is the model's training pass
+    (``masked``: with the importance mask, i.e. not pre-training)."""
+    x_hat = ycbcr_to_rgb(out["x_hat"])
+    d = distortion(x, x_hat, cfg.distortion, cfg.mse_weight, cfg.chroma_weight,
+                   cfg.deltae_weight)
+    r = rate_bpp(model, out)
+    over = torch.clamp(r - cfg.rate_threshold, min=0.0)
+    loss = d + cfg.lam * over + out["quant_loss"]
+    if cfg.importance == "two_stage" and masked:
+        g = torch.autograd.grad(d, [out["z_y"], out["z_c"]], retain_graph=True)
+        # γ of one coded element: d(λ·rate)/d(mask entry), or 0 below the threshold (eq. 15)
+        gamma = 0.0 if float(over) == 0.0 else (
+            cfg.lam * element_bits(model) / out["z_y"][:, :1].numel())
+        target = best_levels(list(g), gamma, model.cfg.imp_levels, cfg.imp_xi)
+        loss = loss + importance_loss(out["p_shifted"], target, model.cfg.imp_levels,
+                                      cfg.imp_alpha)
+    return loss, d, r
+
+
+class _Schedule:
+    """Learning rate of the ``decay`` or ``plateau`` schedule; its state is checkpointed."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.drops = 0  # plateau: how many times the LR was divided by 10
+        self.best = math.inf
+        self.bad = 0
+
+    def lr(self, progress: float) -> float:
+        if self.cfg.lr_schedule == "plateau":
+            return self.cfg.lr / 10**self.drops
+        return learning_rate(self.cfg, progress)
+
+    def validated(self, loss: float) -> None:
+        """Plateau: count validations without improvement; drop the LR after ``patience``."""
+        if loss < self.best - 1e-6:
+            self.best, self.bad = loss, 0
+            return
+        self.bad += 1
+        if self.bad >= self.cfg.plateau_patience and self.drops < 2:
+            self.drops, self.bad = self.drops + 1, 0
+
+    def state(self) -> dict:
+        return {"drops": self.drops, "best": self.best, "bad": self.bad}
+
+    def load(self, state: dict) -> None:
+        self.drops, self.best, self.bad = state["drops"], state["best"], state["bad"]
 
 
 def run(cfg: TrainConfig, out_dir: Path, max_minutes: float | None = None,
@@ -167,7 +241,10 @@ def run(cfg: TrainConfig, out_dir: Path, max_minutes: float | None = None,
           flush=True)
 
     model = CWIC(CONFIGS[cfg.net]).to(device, memory_format=layout)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    for q in (model.luma_q, model.chroma_q):
+        q.set_mode(cfg.quantizer)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    schedule = _Schedule(cfg)
     ckpt = out_dir / "last.ckpt"
     step = 0
     total_steps = cfg.steps
@@ -179,6 +256,8 @@ def run(cfg: TrainConfig, out_dir: Path, max_minutes: float | None = None,
         step = state["step"]
         total_steps = state.get("total_steps", cfg.steps)
         elapsed = state.get("elapsed", 0.0)
+        if "schedule" in state:
+            schedule.load(state["schedule"])
         sampler.set_state(state["sampler"])
         set_rng_state(state["rng"])
         print(f"resumed at step {step} of {total_steps}", flush=True)
@@ -202,8 +281,8 @@ def run(cfg: TrainConfig, out_dir: Path, max_minutes: float | None = None,
         tmp = ckpt.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                     "total_steps": total_steps, "elapsed": wall(),
-                    "sampler": sampler.state(), "rng": rng_state(),
-                    "config": asdict(cfg)}, tmp)
+                    "schedule": schedule.state(), "sampler": sampler.state(),
+                    "rng": rng_state(), "config": asdict(cfg)}, tmp)
         tmp.replace(ckpt)
 
     def progress() -> float:
@@ -212,6 +291,7 @@ def run(cfg: TrainConfig, out_dir: Path, max_minutes: float | None = None,
             return by_steps
         return max(by_steps, wall() / (60 * cfg.budget_minutes))
 
+    bar = _ProgressLine()
     t0 = time.time()
     t_calib = None
     lo, hi = cfg.offset_range
@@ -229,7 +309,7 @@ def run(cfg: TrainConfig, out_dir: Path, max_minutes: float | None = None,
             calibrated = True
             print(f"{per_step * 1000:.1f} ms/step: the budget fits {total_steps} steps",
                   flush=True)
-        lr = learning_rate(cfg, progress())
+        lr = schedule.lr(progress())
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
@@ -239,11 +319,9 @@ def run(cfg: TrainConfig, out_dir: Path, max_minutes: float | None = None,
         pretraining = not calibrated or step < int(cfg.pretrain_fraction * total_steps)
         ycc = rgb_to_ycbcr(x)
         with amp:
-            out = model(ycc, offset, use_mask=not pretraining)
-        x_hat = ycbcr_to_rgb(out["x_hat"])
-        d = distortion(x, x_hat, cfg.distortion, cfg.mse_weight)
-        r = rate_bpp(model, out)
-        loss = d + cfg.lam * r + out["quant_loss"]
+            out = model(ycc, offset, use_mask=not pretraining,
+                        hard_mask=cfg.importance == "two_stage")
+        loss, d, r = training_loss(model, cfg, x, out, masked=not pretraining)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cuda and not bool(torch.isfinite(loss)):  # a bf16 overflow: skip this batch
@@ -256,13 +334,17 @@ def run(cfg: TrainConfig, out_dir: Path, max_minutes: float | None = None,
             model.chroma_q.reinit_dead_levels()
         step += 1
         if step % 20 == 0:
-            mse = torch.mean((x - x_hat.detach().clamp(0, 1)) ** 2).item()
+            train_psnr = psnr(x, ycbcr_to_rgb(out["x_hat"].detach()))
             writer.writerow([step, "train", f"{loss.item():.4f}", f"{d.item():.4f}",
-                             f"{r.item():.4f}", f"{-10 * math.log10(mse + 1e-12):.3f}",
-                             f"{lr:.2e}", f"{wall():.0f}"])
+                             f"{r.item():.4f}", f"{train_psnr:.3f}", f"{lr:.2e}",
+                             f"{wall():.0f}"])
             log.flush()
+            bar.show(step, total_steps, f"loss {loss.item():.3f}, {train_psnr:.2f} dB, "
+                     f"{r.item():.3f} bpp raw, lr {lr:.1e}")
         if step % cfg.val_every == 0 or step == total_steps:
-            _validate(model, val, cfg, step, writer, lr, wall(), device, layout)
+            bar.clear()
+            schedule.validated(_validate(model, val, cfg, step, writer, lr, wall(), device,
+                                         layout))
             log.flush()
             if skipped:
                 print(f"skipped {skipped} non-finite batches so far", flush=True)
@@ -274,17 +356,39 @@ def run(cfg: TrainConfig, out_dir: Path, max_minutes: float | None = None,
         if (over_time or step == stop_at) and step < total_steps:
             save()
             save_snapshot(model, cfg, step, out_dir / "snapshot.safetensors")
+            bar.clear()
             print(f"stopping at step {step} (run again to resume)", flush=True)
             break
+    bar.clear()
     log.close()
     return ckpt
+
+
+class _ProgressLine:
+    """A one-line progress bar on a terminal (nothing when stdout is a file or a pipe)."""
+
+    def __init__(self) -> None:
+        self.active = sys.stdout.isatty()
+
+    def show(self, step: int, total: int, text: str) -> None:
+        if self.active:
+            done = int(30 * step / max(1, total))
+            sys.stdout.write(f"\r[{'#' * done}{'.' * (30 - done)}] {step}/{total} {text}\033[K")
+            sys.stdout.flush()
+
+    def clear(self) -> None:
+        if self.active:
+            sys.stdout.write("\r\033[K")
+            sys.stdout.flush()
 
 
 @torch.no_grad()
 def _validate(model: CWIC, val: torch.Tensor, cfg: TrainConfig, step: int, writer, lr: float,
               sec: float, device: torch.device,
-              layout: torch.memory_format = torch.contiguous_format) -> None:
+              layout: torch.memory_format = torch.contiguous_format) -> float:
+    """Log distortion, raw rate and PSNR at three knobs; returns the mean loss (for plateaus)."""
     model.eval()
+    losses = []
     for offset in (-0.2, 0.0, 0.2):
         ds, rs, ps = [], [], []
         for i in range(0, len(val), 8):
@@ -294,10 +398,13 @@ def _validate(model: CWIC, val: torch.Tensor, cfg: TrainConfig, step: int, write
                                 enabled=device.type == "cuda" and cfg.amp):
                 out = model(ycc, offset)
             x_hat = ycbcr_to_rgb(out["x_hat"]).clamp(0, 1)
-            ds.append(distortion(x, x_hat, cfg.distortion).item())
+            ds.append(distortion(x, x_hat, cfg.distortion, cfg.mse_weight, cfg.chroma_weight,
+                                 cfg.deltae_weight).item())
             rs.append(rate_bpp(model, out).item())
-            ps.append(-10 * math.log10(torch.mean((x - x_hat) ** 2).item() + 1e-12))
+            ps.append(psnr(x, x_hat))
+        losses.append(np.mean(ds) + cfg.lam * max(0.0, np.mean(rs) - cfg.rate_threshold))
         writer.writerow([step, f"val{offset:+.1f}", "", f"{np.mean(ds):.4f}",
                          f"{np.mean(rs):.4f}", f"{np.mean(ps):.3f}", f"{lr:.2e}", f"{sec:.0f}"])
         print(f"step {step} val offset {offset:+.1f}: psnr {np.mean(ps):.2f} dB, "
               f"raw rate {np.mean(rs):.3f} bpp", flush=True)
+    return float(np.mean(losses))
