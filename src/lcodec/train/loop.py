@@ -5,11 +5,12 @@ every RNG state, so a resumed run continues exactly where it stopped. Progress g
 ``log.csv`` (and a progress line on a terminal).
 
 Loss = distortion (:mod:`lcodec.train.losses`: MSE, MS-SSIM or YCbCr-L1 with chroma weight γ,
-optionally + ΔE00) + λ·max(0, rate − r) + quantization loss (eq. 9, reaching only the LCMQ
-centres). The rate is the bpp the importance mask would cost before entropy coding (eq. 8 in
-bits, with threshold r = ``rate_threshold``); the rate knob (an offset added to the importance
-map) is drawn at random per image, so that one model covers a range of rates. The first
-``pretrain_fraction`` of the steps trains without the importance mask (§3.4).
+optionally + ΔE00; with ``log_scale`` its per-image log) + λ·max(0, rate − r) + quantization
+loss (eq. 9, reaching only the LCMQ centres). The rate is the bpp the importance mask would
+cost before entropy coding (eq. 8 in bits, with threshold r = ``rate_threshold``); the rate
+knob (an offset added to the importance map) is drawn at random per image, so that one model
+covers a range of rates. The first ``pretrain_fraction`` of the steps trains without the
+importance mask (§3.4).
 
 Options from the paper and its seeds: ``quantizer`` lcmq | lloyd | uniform
 (:class:`lcodec.quant.ChannelQuantizer`); ``importance`` ste (straight-through mask) |
@@ -46,7 +47,7 @@ from lcodec.nets import CWIC
 from lcodec.quant import QUANTIZERS
 from lcodec.train.data import CropSampler, centre_crops, is_validation, list_images, load_rgb
 from lcodec.train.importance import best_levels, importance_loss
-from lcodec.train.losses import KINDS, distortion, psnr
+from lcodec.train.losses import KINDS, distortion, log_distortion, per_image, psnr
 from lcodec.train.rng import rng_state, set_rng_state
 
 
@@ -66,6 +67,7 @@ class TrainConfig:
     chroma_weight: float = 1.0  # γ of the ycbcr_l1 distortion
     deltae_weight: float = 0.0  # plus this × mean ΔE00
     rate_threshold: float = 0.0  # r (bpp): the rate term penalises only the rate above it
+    log_scale: float = 0.0  # > 0: distortion term = log_scale·mean(ln d) per image (losses)
     quantizer: str = "lcmq"  # lcmq | lloyd | uniform
     importance: str = "ste"  # ste | two_stage
     imp_alpha: float = 0.05  # α of eq. 18 (mean over positions)
@@ -162,13 +164,15 @@ def training_loss(model: CWIC, cfg: TrainConfig, x: torch.Tensor, out: dict[str,
     """(loss, distortion, rate bpp) of one batch; ``out`` is the model's training pass
     (``masked``: with the importance mask, i.e. not pre-training)."""
     x_hat = ycbcr_to_rgb(out["x_hat"])
-    d = distortion(x, x_hat, cfg.distortion, cfg.mse_weight, cfg.chroma_weight,
-                   cfg.deltae_weight)
+    each = per_image(x, x_hat, cfg.distortion, cfg.mse_weight, cfg.chroma_weight,
+                     cfg.deltae_weight)
+    d = each.mean()
+    d_loss = log_distortion(each, cfg.log_scale) if cfg.log_scale else d
     r = rate_bpp(model, out)
     over = torch.clamp(r - cfg.rate_threshold, min=0.0)
-    loss = d + cfg.lam * over + out["quant_loss"]
+    loss = d_loss + cfg.lam * over + out["quant_loss"]
     if cfg.importance == "two_stage" and masked:
-        g = torch.autograd.grad(d, [out["z_y"], out["z_c"]], retain_graph=True)
+        g = torch.autograd.grad(d_loss, [out["z_y"], out["z_c"]], retain_graph=True)
         # γ of one coded element: d(λ·rate)/d(mask entry), or 0 below the threshold (eq. 15)
         gamma = 0.0 if float(over) == 0.0 else (
             cfg.lam * element_bits(model) / out["z_y"][:, :1].numel())

@@ -80,27 +80,45 @@ def ciede2000(lab1: torch.Tensor, lab2: torch.Tensor) -> torch.Tensor:
     return _sqrt((tl**2 + tc**2 + th**2 + r_t * tc * th).clamp_min(0))
 
 
-def distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str, mse_weight: float = 0.0,
-               chroma_weight: float = 1.0, deltae_weight: float = 0.0) -> torch.Tensor:
-    """The training distortion of ``x_hat`` against ``x`` (both RGB in [0, 1], fp32)."""
-    mse = 1000.0 * torch.mean((x - x_hat) ** 2)
+def per_image(x: torch.Tensor, x_hat: torch.Tensor, kind: str, mse_weight: float = 0.0,
+              chroma_weight: float = 1.0, deltae_weight: float = 0.0) -> torch.Tensor:
+    """The training distortion of each image of ``x_hat`` against ``x`` (both RGB in [0, 1],
+    fp32): shape (N,)."""
+    mse = 1000.0 * torch.mean((x - x_hat) ** 2, dim=(1, 2, 3))
     if kind == "mse":
         d = mse
     elif kind == "msssim":
         from pytorch_msssim import ms_ssim
 
         d = 100.0 * (1.0 - ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0, win_size=7,
-                                   size_average=True))
+                                   size_average=False))
     elif kind == "ycbcr_l1":
-        err = (rgb_to_ycbcr(x) - rgb_to_ycbcr(x_hat)).abs().mean(dim=(0, 2, 3))
-        d = 100.0 * (err[0] + chroma_weight * (err[1] + err[2]))
+        err = (rgb_to_ycbcr(x) - rgb_to_ycbcr(x_hat)).abs().mean(dim=(2, 3))
+        d = 100.0 * (err[:, 0] + chroma_weight * (err[:, 1] + err[:, 2]))
     else:
         raise ValueError(f"unknown distortion {kind!r}; use one of {', '.join(KINDS)}")
     if mse_weight and kind != "mse":
         d = d + mse_weight * mse
     if deltae_weight:
-        d = d + deltae_weight * ciede2000(srgb_to_lab(x), srgb_to_lab(x_hat)).mean()
+        d = d + deltae_weight * ciede2000(srgb_to_lab(x), srgb_to_lab(x_hat)).mean(dim=(1, 2))
     return d
+
+
+def distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str, mse_weight: float = 0.0,
+               chroma_weight: float = 1.0, deltae_weight: float = 0.0) -> torch.Tensor:
+    """The batch mean of :func:`per_image`."""
+    return per_image(x, x_hat, kind, mse_weight, chroma_weight, deltae_weight).mean()
+
+
+def log_distortion(d: torch.Tensor, scale: float) -> torch.Tensor:
+    """``scale``·mean(ln d) of per-image distortions ``d``.
+
+    With a random rate knob per image, low-rate images have distortions ten times larger than
+    high-rate ones and would dominate a plain mean; in the log every image's gradient is its
+    *relative* improvement, so each rate counts the same in dB — the scale of PSNR and
+    MS-SSIM-dB, and of the BD-rate.
+    """
+    return scale * torch.log(d.clamp_min(1e-6)).mean()
 
 
 def psnr(x: torch.Tensor, x_hat: torch.Tensor) -> float:
