@@ -73,6 +73,7 @@ def test_lloyd_mode_moves_centres_to_the_means_of_their_cells() -> None:
 def test_uniform_mode_never_changes_its_centres() -> None:
     q = ChannelQuantizer(2, 8, mode="uniform")
     before = q.centres().clone()
+    assert before[0].tolist() == pytest.approx([(2 * t + 1) / 16 for t in range(8)])
     q.train()
     _, _, loss = q(torch.rand(3, 2, 4, 4))
     assert not loss.requires_grad

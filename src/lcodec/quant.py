@@ -31,13 +31,19 @@ class ChannelQuantizer(nn.Module):
     def __init__(self, channels: int, levels: int, patience: int = 50,
                  mode: str = "lcmq", lloyd_rate: float = 0.1) -> None:
         super().__init__()
-        steps = torch.full((channels, levels), 1.0 / levels)
-        steps[:, 0] = 0.5 / levels
-        self.steps = nn.Parameter(steps)
+        self.steps = nn.Parameter(torch.empty(channels, levels))
+        self.reset_uniform()
         self.patience = patience
         self.lloyd_rate = lloyd_rate
         self.register_buffer("idle", torch.zeros(channels, levels, dtype=torch.long))
         self.set_mode(mode)
+
+    @torch.no_grad()
+    def reset_uniform(self) -> None:
+        """Centres (2t + 1) / 2T: the paper's initialisation, and the ``uniform`` quantizer."""
+        levels = self.steps.shape[1]
+        self.steps.fill_(1.0 / levels)
+        self.steps[:, 0] = 0.5 / levels
 
     def set_mode(self, mode: str) -> None:
         if mode not in QUANTIZERS:

@@ -86,6 +86,7 @@ class TrainConfig:
     calib_steps: int = 100  # steps timed before the step count is fixed
     snapshot_every: int = 500
     init: str | None = None  # weights (snapshot or checkpoint) to start a new run from
+    reset_quantizer: bool = False  # with init: start from the uniform centres (ablations)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -268,6 +269,9 @@ def run(cfg: TrainConfig, out_dir: Path, max_minutes: float | None = None,
     elif cfg.init:
         weights, _, init_step = load_weights(Path(cfg.init))
         model.load_state_dict(weights, strict=False)
+        if cfg.reset_quantizer:
+            model.luma_q.reset_uniform()
+            model.chroma_q.reset_uniform()
         print(f"initialised from {cfg.init} (its step {init_step})", flush=True)
     calibrated = cfg.budget_minutes is None or step >= cfg.calib_steps
 

@@ -342,9 +342,9 @@ def make_codes(args: argparse.Namespace) -> Path:
     loaded = models.load(models.find(args.model))
     knobs = [float(k) for k in args.knobs.split(",")]
     paths = [p for p in list_images(folder) if "kodim" not in p.name.lower()]
-    if args.limit:
-        paths = paths[: args.limit]
     rng = np.random.default_rng(args.seed)
+    if args.limit and args.limit < len(paths):  # a random subset, not the first sources
+        paths = [paths[i] for i in sorted(rng.choice(len(paths), args.limit, replace=False))]
     cs = args.crop
     out: dict[str, list] = {"qi": [], "luma": [], "chroma": [], "image": [], "knob": []}
     names = []
