@@ -131,3 +131,26 @@ def test_console_script_reports_errors_with_exit_code_1(tmp_path) -> None:
     res = subprocess.run([str(exe), "decode", str(tmp_path / "nope.lic"), "x.png"],
                          capture_output=True, text=True)
     assert res.returncode == 1 and res.stderr.strip() == f"Error: {tmp_path / 'nope.lic'} not found"
+
+
+def test_info_writes_the_decoded_importance_map(tmp_path, lic_file, crop_path, capsys) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from lcodec import api, codec, container, models
+
+    out = tmp_path / "map.png"
+    assert run(["info", str(lic_file), "--importance-map", str(out)], capsys)[0] == 0
+    picture = np.asarray(Image.open(out))
+    hdr = container.unpack(lic_file.read_bytes()).header
+    assert picture.shape == (hdr.height, hdr.width)
+    loaded = models.load(models.find(model_id=hdr.model_id))
+    src = api.as_source(np.asarray(Image.open(crop_path).convert("RGB")))
+    qi, _, _ = codec.analyse(loaded, src).symbols(hdr.rate_knob)
+    assert np.array_equal(picture[::8, ::8], (qi * 255 // 15).astype(np.uint8))
+    assert len(np.unique(qi)) > 1  # a real map, not a constant
+    code, _, err = run(["info", str(lic_file), "--importance-map", str(out)], capsys)
+    assert code != 0 and "--force" in err
+    code, _, err = run(["info", str(lic_file), "--importance-map", str(tmp_path / "m.xyz")],
+                       capsys)
+    assert code != 0 and "format" in err

@@ -167,3 +167,19 @@ def decode(data: bytes, device: str = "cpu",
     if d.exif:
         im.info["exif"] = d.exif
     return im
+
+
+def importance_map(data: bytes, max_pixels: int = container.DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The decoded importance map of `.lic` bytes as an (H, W) uint8 picture (seed 004 Fig. 3):
+    level QI of each code position over its stride × stride pixels, 0 → black, L − 1 → white.
+
+    Only the entropy decoding runs (no decoder network)."""
+    lic = container.unpack(data, max_pixels)
+    hdr = lic.header
+    loaded = models.load(models.find(model_id=hdr.model_id), "cpu")
+    qi = codec.decode_codes(loaded, lic).qi[0, 0].cpu().numpy()
+    s = loaded.config.stride
+    levels = loaded.config.imp_levels
+    full = np.repeat(np.repeat(qi, s, axis=0), s, axis=1)[: hdr.height, : hdr.width]
+    return (full * 255 // (levels - 1)).astype(np.uint8)
+

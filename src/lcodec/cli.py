@@ -316,10 +316,20 @@ def decode(paths: tuple[str, ...], fmt: str, max_pixels: int | None, output_dir:
 @cli.command()
 @click.argument("input_path", metavar="FILE")
 @_json
-def info(input_path: str, as_json: bool) -> None:
-    """Show the header and section sizes of a .lic FILE (no network is loaded)."""
+@click.option("--importance-map", "map_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the decoded importance map as a picture (PNG, …).")
+@_force
+def info(input_path: str, as_json: bool, map_path: str | None, force: bool) -> None:
+    """Show the header and section sizes of a .lic FILE (no network is loaded).
+
+    With --importance-map, also decode the file's importance map and write it as a picture
+    (white: where the encoder spent the most bits; one level per 8 × 8 block).
+    """
     from lcodec import container
 
+    if map_path is not None:
+        _check_output(map_path, force)
+        _image_format(map_path)
     data = _read_input(input_path)
     header, sections = container.read_header(data)
     h = header
@@ -331,6 +341,8 @@ def info(input_path: str, as_json: bool) -> None:
         "entropy_method": h.entropy_method.name, "entropy_id": h.entropy_id.hex(),
         "sections": {t.name.lower(): n for t, n in sections},
     }
+    if map_path is not None:
+        _write_importance_map(data, map_path, force)
     if as_json:
         click.echo(json.dumps(out))
         return
@@ -340,6 +352,28 @@ def info(input_path: str, as_json: bool) -> None:
                 click.echo(f"{'section ' + name:16} {n} bytes")
         else:
             click.echo(f"{key:16} {value}")
+
+
+def _image_format(path: str) -> str:
+    """Pillow's format for an output file name, from its extension."""
+    from PIL import Image
+
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise LcodecError(f"cannot tell an image format from the name {path}; use e.g. map.png")
+    return fmt
+
+
+def _write_importance_map(data: bytes, path: str, force: bool) -> None:
+    import io
+
+    from PIL import Image
+
+    from lcodec import api
+
+    buf = io.BytesIO()
+    Image.fromarray(api.importance_map(data), "L").save(buf, format=_image_format(path))
+    _write_output(path, buf.getvalue(), force)
 
 
 @cli.command(name="models")
