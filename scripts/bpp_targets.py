@@ -1,7 +1,7 @@
 """``--bpp`` accuracy on Kodak: for each target, the worst case over the images.
 
 ``python scripts/bpp_targets.py ../shared/data/kodak --targets 0.1,0.2,0.3,0.5,0.75,1.0
-[--entropy auto|static]`` encodes every image at every target and prints, per target, the
+[--entropy auto|static|tcae] [--model NAME]`` encodes every image at every target and prints, per target, the
 lowest and highest achieved bpp (over images whose target is inside the model's range) and
 how many images were out of range.
 """
@@ -22,10 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("folder", type=Path)
     ap.add_argument("--targets", default="0.1,0.2,0.3,0.5,0.75,1.0")
     ap.add_argument("--entropy", default="auto")
+    ap.add_argument("--model", default=None, help="model name (default model if omitted)")
     ap.add_argument("--every", type=int, default=1, help="use every N-th image only")
     args = ap.parse_args(argv)
     targets = [float(t) for t in args.targets.split(",")]
-    loaded = models.load(models.find(), "cpu")
+    loaded = models.load(models.find(args.model), "cpu")
     results: dict[float, list[float]] = {t: [] for t in targets}
     out_of_range: dict[float, int] = {t: 0 for t in targets}
     for path in list_images(args.folder)[:: args.every]:
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
             if not lo <= t <= hi:
                 out_of_range[t] += 1
                 continue
-            res = api.encode_with_stats(src, bpp=t, entropy=args.entropy, verify=False)
+            res = api.encode_with_stats(src, bpp=t, model=args.model, entropy=args.entropy,
+                                        verify=False)
             results[t].append(res.bpp)
             print(f"{path.name} target {t}: {res.bpp:.4f} (knob {res.knob:+.3f})",
                   file=sys.stderr, flush=True)
