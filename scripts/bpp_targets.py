@@ -1,9 +1,9 @@
 """``--bpp`` accuracy on Kodak: for each target, the worst case over the images.
 
 ``python scripts/bpp_targets.py ../shared/data/kodak --targets 0.1,0.2,0.3,0.5,0.75,1.0
-[--entropy auto|static|tcae] [--model NAME]`` encodes every image at every target and prints, per target, the
-lowest and highest achieved bpp (over images whose target is inside the model's range) and
-how many images were out of range.
+[--entropy auto|static|tcae] [--model NAME]`` encodes every image at every target and
+prints, per target, the lowest and highest achieved bpp (over images whose target is inside
+the model's range) and how many images were out of range.
 """
 
 from __future__ import annotations
