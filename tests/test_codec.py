@@ -138,3 +138,26 @@ def test_quality_maps_onto_the_knob(crop_rgb) -> None:
     assert api.encode(crop_rgb, quality=75) == api.encode(crop_rgb, knob=0.5)
     with pytest.raises(LcodecError, match="quality"):
         api.encode(crop_rgb, quality=101)
+
+
+@pytest.mark.parametrize("recorded", [None, "static", "tcae"])
+def test_auto_entropy_follows_the_method_recorded_in_the_model_card(
+        tmp_path, monkeypatch, crop_rgb, recorded) -> None:
+    import json
+    import shutil
+
+    src = models.find("lite-mse")
+    tcae = models.find_entropy(prefix="lite-mse-tcae")
+    (tmp_path / "entropy").mkdir()
+    shutil.copy(src.path, tmp_path / src.path.name)
+    shutil.copy(tcae, tmp_path / "entropy" / tcae.name)
+    card = json.loads(src.path.with_suffix(".json").read_text())
+    card["entropy"].pop("auto", None)
+    if recorded:
+        card["entropy"]["auto"] = recorded
+    (tmp_path / src.path.with_suffix(".json").name).write_text(json.dumps(card))
+    monkeypatch.setenv("LCODEC_MODELS", str(tmp_path))
+    data = api.encode(crop_rgb, model="lite-mse")
+    want = (container.EntropyMethod.INCLINED_TCAE_V1 if recorded == "tcae"
+            else container.EntropyMethod.STATIC_CONTEXT_V1)
+    assert container.unpack(data).header.entropy_method == want

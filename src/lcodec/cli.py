@@ -269,8 +269,8 @@ class _nullbar:
 @click.option("--strip", is_flag=True, help="Do not keep the ICC profile and EXIF data.")
 @click.option("--entropy", type=click.Choice(["auto", "tcae", "static"]), default="auto",
               show_default=True,
-              help="Entropy model: auto (the one that codes this model's symbols smaller: "
-                   "the static tables for lite-mse), tcae, or static.")
+              help="Entropy model: auto (the one measured to code this model's symbols "
+                   "smaller, as its card records), tcae, or static.")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Decode the symbols of the finished file before writing it.")
 @_coding_options
