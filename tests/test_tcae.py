@@ -391,7 +391,7 @@ def test_models_outside_the_exact_integer_range_are_refused(models) -> None:
         layer.check("wide", np.abs(w).sum(0) * tcae.ACT_MAX)
 
 
-def test_training_cli_trains_resumes_and_freezes(tmp_path) -> None:
+def test_training_cli_trains_resumes_and_freezes(tmp_path, monkeypatch) -> None:
     codes = tmp_path / "codes.npz"
     np.savez(codes, **_codes(8, 8, seed=18))
     run = tmp_path / "run"
@@ -414,6 +414,26 @@ def test_training_cli_trains_resumes_and_freezes(tmp_path) -> None:
     args3 = [c[k][0].astype(np.int64) for k in ("qi", "luma", "chroma")]
     out = models.decode(models.encode(*args3), 4, 4)
     assert all(np.array_equal(a, b) for a, b in zip(out, args3, strict=True))
+
+    import hashlib
+    import json
+    import shutil
+
+    from lcodec import models as registry
+
+    shipped = tmp_path / "models"
+    shipped.mkdir()
+    src = registry.find("lite-mse").path
+    shutil.copy(src, shipped / src.name)
+    monkeypatch.setenv("LCODEC_MODELS", str(shipped))
+    assert train_tcae.main(["freeze", "--run", str(run), "--codes", str(codes), "--model",
+                            "lite-mse", "--calib", "2"]) == 0
+    (frozen,) = (shipped / "entropy").glob("lite-mse-tcae-*.safetensors")
+    eid = hashlib.sha256(frozen.read_bytes()).digest()[:8].hex()
+    assert frozen.stem.endswith(eid)
+    assert registry.find_entropy(prefix="lite-mse-tcae") == frozen
+    card = json.loads(frozen.with_suffix(".json").read_text())
+    assert card["entropy_id"] == eid and card["training"]["steps"] == 3
 
 
 def test_make_codes_refuses_kodak(tmp_path) -> None:

@@ -308,6 +308,34 @@ def freeze_run(run: Path, codes: dict, out: Path, calib: int = 32, check: int = 
     return out
 
 
+def ship_run(run: Path, codes_path: Path, model: str, out_dir: Path, calib: int = 32,
+             note: str = "") -> Path:
+    """Freeze a run for the shipped autoencoder ``model``: ``<out_dir>/<model>-tcae-<id>
+    .safetensors`` (the id is the hash of its bytes, as `.lic` headers carry it) and a card
+    beside it (the run's config, steps, the codes it was trained on, float vs integer bits)."""
+    from lcodec import models
+
+    info = models.find(model)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f"{model}-tcae.tmp.safetensors"
+    freeze_run(run, load_codes(codes_path), tmp, calib)
+    report = json.loads(Path(str(tmp) + ".json").read_text())
+    Path(str(tmp) + ".json").unlink()
+    final = out_dir / f"{model}-tcae-{report['entropy_id']}.safetensors"
+    tmp.replace(final)
+    saved = torch.load(Path(run) / "last.ckpt", map_location="cpu", weights_only=False)
+    card = {
+        "name": f"{model}-tcae", "entropy_id": report["entropy_id"],
+        "method": "INCLINED_TCAE_V1", "for_model": f"{model} ({info.model_id.hex()})",
+        "training": {"codes": str(codes_path), "steps": saved["state"]["step"],
+                     "config": json.loads((Path(run) / "config.json").read_text()),
+                     "note": note},
+        "freeze": report,
+    }
+    final.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return final
+
+
 def evaluate_frozen(models: TcaeModels, codes: dict, idx: np.ndarray) -> dict[str, float]:
     """Integer-model bits per symbol and bits per pixel on crops ``idx``."""
     bits = dict.fromkeys(NAMES, 0.0)
@@ -561,10 +589,20 @@ def main(argv: list[str] | None = None) -> int:
     elif cmd == "freeze":
         ap.add_argument("--run", required=True, help="run folder with last.ckpt")
         ap.add_argument("--codes", required=True, help="codes npz (calibration crops)")
-        ap.add_argument("--out", required=True, help="output safetensors")
+        where = ap.add_mutually_exclusive_group(required=True)
+        where.add_argument("--out", help="output safetensors (plus a .json report)")
+        where.add_argument("--model", help="ship it for this autoencoder: models/entropy/"
+                                           "<model>-tcae-<id>.safetensors and its card")
         ap.add_argument("--calib", type=int, default=32)
+        ap.add_argument("--note", default="", help="free text for the card")
         a = ap.parse_args(rest)
-        freeze_run(Path(a.run), load_codes(Path(a.codes)), Path(a.out), a.calib)
+        if a.model:
+            from lcodec.models import entropy_dir
+
+            print(ship_run(Path(a.run), Path(a.codes), a.model, entropy_dir(), a.calib,
+                           a.note))
+        else:
+            freeze_run(Path(a.run), load_codes(Path(a.codes)), Path(a.out), a.calib)
     elif cmd == "eval":
         ap.add_argument("--weights", required=True, help="frozen safetensors")
         ap.add_argument("--codes", required=True, help="codes npz")
