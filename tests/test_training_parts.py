@@ -151,3 +151,23 @@ def test_training_runs_with_every_option(tmp_path, options) -> None:
                if v.is_floating_point())
     log = (tmp_path / "run" / "log.csv").read_text()
     assert "val+0.0" in log
+
+
+def test_a_budgeted_run_stops_when_its_budget_is_spent(tmp_path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(4):
+        arr = rng.integers(0, 256, (40, 40, 3)).astype(np.uint8)
+        Image.fromarray(arr).save(folder / f"i{i}.png")
+    cfg = TrainConfig(data=str(folder), steps=10**6, batch=2, crop=32, val_fraction=0.3,
+                      threads=1, budget_minutes=0.05, calib_steps=25, ckpt_every=1000,
+                      snapshot_every=1000)
+    state = torch.load(run(cfg, tmp_path / "run"), weights_only=False)
+    assert 25 <= state["step"] == state["total_steps"] < 10**6
+    assert state["elapsed"] >= 3.0
+    assert (tmp_path / "run" / "snapshot.safetensors").exists()
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert any(r.startswith(f"{state['step']},val") for r in rows)

@@ -341,6 +341,8 @@ def run(cfg: TrainConfig, out_dir: Path, max_minutes: float | None = None,
             model.luma_q.reinit_dead_levels()
             model.chroma_q.reinit_dead_levels()
         step += 1
+        if cfg.budget_minutes is not None and calibrated and wall() >= 60 * cfg.budget_minutes:
+            total_steps = step  # the budget is spent: this step is the last (validated, saved)
         if step % 20 == 0:
             train_psnr = psnr(x, ycbcr_to_rgb(out["x_hat"].detach()))
             writer.writerow([step, "train", f"{loss.item():.4f}", f"{d.item():.4f}",
