@@ -166,8 +166,9 @@ def test_a_budgeted_run_stops_when_its_budget_is_spent(tmp_path) -> None:
                       threads=1, budget_minutes=0.05, calib_steps=25, ckpt_every=1000,
                       snapshot_every=1000)
     state = torch.load(run(cfg, tmp_path / "run"), weights_only=False)
+    # it ends at the step count fitted to the budget, or earlier if the budget runs out
     assert 25 <= state["step"] == state["total_steps"] < 10**6
-    assert state["elapsed"] >= 3.0
+    assert 1.0 <= state["elapsed"] < 30.0
     assert (tmp_path / "run" / "snapshot.safetensors").exists()
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert any(r.startswith(f"{state['step']},val") for r in rows)
