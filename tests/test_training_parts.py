@@ -172,3 +172,9 @@ def test_a_budgeted_run_stops_when_its_budget_is_spent(tmp_path) -> None:
     assert (tmp_path / "run" / "snapshot.safetensors").exists()
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert any(r.startswith(f"{state['step']},val") for r in rows)
+    # a run whose budget is spent stops after one more step, whatever its step count says
+    ckpt = tmp_path / "run" / "last.ckpt"
+    state.update(total_steps=10**6, elapsed=60.0)
+    torch.save(state, ckpt)
+    again = torch.load(run(cfg, tmp_path / "run"), weights_only=False)
+    assert again["step"] == again["total_steps"] == state["step"] + 1
