@@ -41,6 +41,15 @@ def test_there_are_golden_files_for_the_current_format() -> None:
     assert any(e["file"].startswith(tag) for e in MANIFEST)
 
 
+def test_every_shipped_model_has_golden_files() -> None:
+    from lcodec import container, models
+
+    for info in models.available():
+        ids = {container.unpack((GOLDEN / e["file"]).read_bytes()).header.model_id
+               for e in MANIFEST}
+        assert info.model_id in ids, f"{info.name} has no golden files (make_golden.py)"
+
+
 @pytest.mark.parametrize("entry", MANIFEST, ids=[e["file"] for e in MANIFEST])
 def test_golden_file_decodes_to_its_recorded_symbols_and_pixels(entry) -> None:
     path = GOLDEN / entry["file"]

@@ -38,6 +38,10 @@ def digests(data: bytes, device: str = "cpu") -> dict[str, str]:
     return {"symbols_sha256": sym.hexdigest(), "pixels_sha256": pix.hexdigest()}
 
 
+# Every shipped model gets golden files (the first one's names carry no model prefix).
+GOLDEN_MODELS = {"lite-mse": "", "mse": "mse-"}
+
+
 def decoded_planes(data: bytes, device: str = "cpu") -> np.ndarray:
     """Decoded pixels with alpha as a 4th plane if the file has one: (H, W, 3 or 4) uint8."""
     from lcodec import api
@@ -77,29 +81,33 @@ def cases() -> dict[str, tuple[Image.Image, float]]:
 
 
 def main() -> int:
-    from lcodec import api, container
+    from lcodec import api, container, models
 
     manifest_path = HERE / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else []
     have = {e["file"] for e in manifest}
     version = f"v{container.FORMAT_MAJOR}.{container.FORMAT_MINOR}"
-    for method in ("static", "tcae"):
-        for name, (image, knob) in cases().items():
-            fname = f"{version}-{method}-{name}.lic"
-            if fname in have or (HERE / fname).exists():
+    for model, prefix in GOLDEN_MODELS.items():
+        loaded = models.load(models.find(model))
+        for method in ("static", "tcae"):
+            if method == "tcae" and loaded.tcae is None:
                 continue
-            data = api.encode(image, knob=knob, entropy=method)
-            (HERE / fname).write_bytes(data)
-            manifest.append(
-                {
-                    "file": fname,
-                    "bytes": len(data),
-                    "entropy": method,
-                    "file_sha256": hashlib.sha256(data).hexdigest(),
-                    **digests(data),
-                }
-            )
-            print(f"added {fname} ({len(data)} bytes)")
+            for name, (image, knob) in cases().items():
+                fname = f"{version}-{prefix}{method}-{name}.lic"
+                if fname in have or (HERE / fname).exists():
+                    continue
+                data = api.encode(image, knob=knob, entropy=method, model=model)
+                (HERE / fname).write_bytes(data)
+                manifest.append(
+                    {
+                        "file": fname,
+                        "bytes": len(data),
+                        "entropy": method,
+                        "file_sha256": hashlib.sha256(data).hexdigest(),
+                        **digests(data),
+                    }
+                )
+                print(f"added {fname} ({len(data)} bytes)")
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     for entry in manifest:
         if write_reference(entry["file"]):
