@@ -22,37 +22,45 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("folder", type=Path)
     ap.add_argument("--targets", default="0.1,0.2,0.3,0.5,0.75,1.0")
     ap.add_argument("--entropy", default="auto")
-    ap.add_argument("--model", default=None, help="model name (default model if omitted)")
+    ap.add_argument("--model", default=None,
+                    help="model name (default: the one the encoder picks per target)")
     ap.add_argument("--every", type=int, default=1, help="use every N-th image only")
     args = ap.parse_args(argv)
     targets = [float(t) for t in args.targets.split(",")]
-    loaded = models.load(models.find(args.model), "cpu")
+    # Without --model, each target goes to the model the encoder itself would pick.
+    chosen = {t: models.find(args.model) if args.model else models.for_bpp(t) for t in targets}
+    loaded = {info.name: models.load(info, "cpu") for info in set(chosen.values())}
     results: dict[float, list[float]] = {t: [] for t in targets}
     out_of_range: dict[float, int] = {t: 0 for t in targets}
     for path in list_images(args.folder)[:: args.every]:
         src = load_image(path, str(path), alpha="drop", strip=True)
-        analysis = codec.analyse(loaded, src, args.entropy)
         px = src.width * src.height
-        lo = len(analysis.encode(codec.KNOB_MIN)) * 8 / px
-        hi = len(analysis.encode(codec.KNOB_MAX)) * 8 / px
+        ranges = {}
+        for name, model in loaded.items():
+            analysis = codec.analyse(model, src, args.entropy)
+            ranges[name] = (len(analysis.encode(codec.KNOB_MIN)) * 8 / px,
+                            len(analysis.encode(codec.KNOB_MAX)) * 8 / px)
         for t in targets:
+            lo, hi = ranges[chosen[t].name]
             if not lo <= t <= hi:
                 out_of_range[t] += 1
                 continue
             res = api.encode_with_stats(src, bpp=t, model=args.model, entropy=args.entropy,
                                         verify=False)
+            assert res.model == chosen[t].name
             results[t].append(res.bpp)
-            print(f"{path.name} target {t}: {res.bpp:.4f} (knob {res.knob:+.3f})",
+            print(f"{path.name} target {t}: {res.bpp:.4f} ({res.model}, knob {res.knob:+.3f})",
                   file=sys.stderr, flush=True)
-    print("| target bpp | images in range | lowest achieved | highest achieved | "
+    print("| target bpp | model | images in range | lowest achieved | highest achieved | "
           "lowest / target |")
-    print("|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|")
     for t in targets:
         v = results[t]
         if v:
-            print(f"| {t} | {len(v)} | {min(v):.4f} | {max(v):.4f} | {min(v) / t:.3f} |")
+            print(f"| {t} | {chosen[t].name} | {len(v)} | {min(v):.4f} | {max(v):.4f} | "
+                  f"{min(v) / t:.3f} |")
         else:
-            print(f"| {t} | 0 | – | – | – |")
+            print(f"| {t} | {chosen[t].name} | 0 | – | – | – |")
     return 0
 
 

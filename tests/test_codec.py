@@ -161,3 +161,42 @@ def test_auto_entropy_follows_the_method_recorded_in_the_model_card(
     want = (container.EntropyMethod.INCLINED_TCAE_V1 if recorded == "tcae"
             else container.EntropyMethod.STATIC_CONTEXT_V1)
     assert container.unpack(data).header.entropy_method == want
+
+
+def _models_with_curves(folder, monkeypatch, curves: dict[str, list[tuple[float, float]]]):
+    """Copy the shipped models into ``folder`` with Kodak curves (bpp, PSNR) in their cards."""
+    import json
+    import shutil
+
+    for name, points in curves.items():
+        src = models.find(name)
+        shutil.copy(src.path, folder / src.path.name)
+        card = json.loads(src.path.with_suffix(".json").read_text())
+        card["kodak"] = {"points": [{"bpp": b, "psnr": q} for b, q in points]}
+        card["entropy"].pop("auto", None)
+        (folder / src.path.with_suffix(".json").name).write_text(json.dumps(card))
+    monkeypatch.setenv("LCODEC_MODELS", str(folder))
+
+
+def test_a_bpp_target_goes_to_the_model_measured_best_there(tmp_path, monkeypatch) -> None:
+    _models_with_curves(tmp_path, monkeypatch, {
+        "lite-mse": [(0.2, 20.0), (0.6, 24.0), (1.0, 24.2)],
+        "mse": [(0.15, 14.0), (0.5, 21.0), (1.2, 26.5)],
+    })
+    assert models.for_bpp(0.3).name == "lite-mse"
+    assert models.for_bpp(0.95).name == "mse"
+    assert models.for_bpp(1.1).name == "mse"  # only mse is measured there
+    assert models.for_bpp(5.0).name == models.DEFAULT_MODEL  # nobody measured: the default
+
+
+def test_encode_to_a_bpp_writes_the_chosen_model_and_an_explicit_one_wins(
+        tmp_path, monkeypatch, crop_rgb) -> None:
+    _models_with_curves(tmp_path, monkeypatch, {
+        "lite-mse": [(0.1, 20.0), (3.0, 21.0)],
+        "mse": [(0.1, 25.0), (3.0, 26.0)],
+    })
+    res = api.encode_with_stats(crop_rgb, bpp=0.8)
+    assert res.model == "mse"
+    assert container.unpack(res.data).header.model_id == models.find("mse").model_id
+    assert api.encode_with_stats(crop_rgb, bpp=0.8, model="lite-mse").model == "lite-mse"
+    assert api.encode_with_stats(crop_rgb, knob=0.0).model == models.DEFAULT_MODEL

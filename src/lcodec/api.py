@@ -86,7 +86,8 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
     """Encode and report what was achieved. At most one rate setting:
 
     ``bpp``/``size``: the largest file not above the target (bisection on real bytes; the
-    target counts the whole file, alpha and metadata included). ``psnr``: the smallest file
+    target counts the whole file, alpha and metadata included; without ``model``, the
+    shipped model measured best at that bpp is used). ``psnr``: the smallest file
     whose decoded RGB PSNR reaches the target (dB). ``quality``: 0-100 mapped linearly onto
     the knob, no search. ``knob``: a fixed importance-map offset in [-1, 1], no search.
     Default: knob 0. ``entropy``: auto | tcae | static. ``verify``: decode the symbols of the
@@ -104,7 +105,12 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
     if not (math.isfinite(k) and codec.KNOB_MIN <= k <= codec.KNOB_MAX):
         raise LcodecError(f"knob must be in [{codec.KNOB_MIN}, {codec.KNOB_MAX}], not {k}")
     src = as_source(image, alpha, strip)
-    info = models.find(model)
+    if model is None and (bpp is not None or size is not None):
+        # With several shipped models, a size target goes to the one measured best there.
+        target = bpp if bpp is not None else size * 8 / (src.width * src.height)
+        info = models.for_bpp(target)
+    else:
+        info = models.find(model)
     loaded = models.load(info, resolve_device(device))
     analysis = codec.analyse(loaded, src, entropy)
     if bpp is not None or size is not None:

@@ -263,7 +263,9 @@ class _nullbar:
 @click.option("--knob", type=float, default=None,
               help="Fixed rate knob in [-1, 1] (importance-map offset; 0 is the default), "
                    "no search.")
-@click.option("--model", default=None, help="Model name (see `lcodec models`).")
+@click.option("--model", default=None,
+              help="Model name (see `lcodec models`); default: the default model, or with "
+                   "--bpp/--size the one measured best at that bpp.")
 @click.option("--alpha", type=click.Choice(["keep", "drop"]), default="keep",
               show_default=True, help="Keep an alpha channel losslessly, or drop it.")
 @click.option("--strip", is_flag=True, help="Do not keep the ICC profile and EXIF data.")
@@ -283,7 +285,8 @@ def encode(paths: tuple[str, ...], bpp: float | None, size_bytes: int | None,
     or several images into OUTDIR with -o.
 
     With --bpp or --size the encoder searches the model's rate knob for the largest file that
-    fits, with --psnr for the smallest file that reaches the quality; --quality and --knob
+    fits (without --model, among the shipped models the one measured best at that bpp on
+    Kodak), with --psnr for the smallest file that reaches the quality; --quality and --knob
     fix the knob (default: knob 0).
     """
     opts = {"bpp": bpp, "size": size_bytes, "psnr": psnr_db, "quality": quality, "knob": knob,

@@ -92,6 +92,28 @@ def find(name: str | None = None, model_id: bytes | None = None) -> ModelInfo:
     raise LcodecError(f"unknown model {name!r}; installed models: {names}")
 
 
+def kodak_psnr_at(info: ModelInfo, bpp: float) -> float | None:
+    """The model card's measured Kodak PSNR at ``bpp`` (linear between measured points), or
+    None where the card has no curve or ``bpp`` lies outside its measured range."""
+    points = sorted((p["bpp"], p["psnr"]) for p in info.card.get("kodak", {}).get("points", []))
+    for (b0, q0), (b1, q1) in zip(points, points[1:], strict=False):
+        if b0 <= bpp <= b1:
+            return q0 if b1 == b0 else q0 + (q1 - q0) * (bpp - b0) / (b1 - b0)
+    return None
+
+
+def for_bpp(bpp: float) -> ModelInfo:
+    """The shipped model measured best (Kodak PSNR, from the cards) at ``bpp``; the default
+    model where no other one is measured better there."""
+    default = find()
+    best, best_psnr = default, kodak_psnr_at(default, bpp)
+    for info in available():
+        psnr = kodak_psnr_at(info, bpp)
+        if psnr is not None and (best_psnr is None or psnr > best_psnr):
+            best, best_psnr = info, psnr
+    return best
+
+
 def entropy_dir() -> Path:
     """Separately trained entropy models (TCAE weights) live in ``models/entropy/``."""
     return models_dir() / "entropy"
