@@ -200,3 +200,22 @@ def test_encode_to_a_bpp_writes_the_chosen_model_and_an_explicit_one_wins(
     assert container.unpack(res.data).header.model_id == models.find("mse").model_id
     assert api.encode_with_stats(crop_rgb, bpp=0.8, model="lite-mse").model == "lite-mse"
     assert api.encode_with_stats(crop_rgb, knob=0.0).model == models.DEFAULT_MODEL
+
+
+def test_a_size_below_the_chosen_models_range_falls_back_to_another_model(
+        tmp_path, monkeypatch, crop_rgb) -> None:
+    smallest = {}
+    for name in ("lite-mse", "mse"):
+        loaded = models.load(models.find(name))
+        smallest[name] = len(codec.analyse(loaded, SourceImage(crop_rgb)).encode(codec.KNOB_MIN))
+    big, small = sorted(smallest, key=smallest.get, reverse=True)
+    assert smallest[big] > smallest[small]
+    # Cards that make the model with the larger smallest file the first choice everywhere.
+    _models_with_curves(tmp_path, monkeypatch, {big: [(0.01, 30.0), (9.0, 40.0)],
+                                                small: [(0.01, 10.0), (9.0, 20.0)]})
+    res = api.encode_with_stats(crop_rgb, size=smallest[big] - 1)
+    assert res.model == small and len(res.data) <= smallest[big] - 1
+    with pytest.raises(LcodecError, match=f"any shipped model makes .{smallest[small]} bytes"):
+        api.encode_with_stats(crop_rgb, size=smallest[small] - 1)
+    with pytest.raises(LcodecError, match="smallest file this model makes"):
+        api.encode_with_stats(crop_rgb, size=smallest[big] - 1, model=big)

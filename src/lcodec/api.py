@@ -105,33 +105,55 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
     if not (math.isfinite(k) and codec.KNOB_MIN <= k <= codec.KNOB_MAX):
         raise LcodecError(f"knob must be in [{codec.KNOB_MIN}, {codec.KNOB_MAX}], not {k}")
     src = as_source(image, alpha, strip)
-    if model is None and (bpp is not None or size is not None):
-        # With several shipped models, a size target goes to the one measured best there.
-        target = bpp if bpp is not None else size * 8 / (src.width * src.height)
-        info = models.for_bpp(target)
-    else:
-        info = models.find(model)
-    loaded = models.load(info, resolve_device(device))
-    analysis = codec.analyse(loaded, src, entropy)
     if bpp is not None or size is not None:
         budget = int(size) if size is not None else math.floor(bpp * src.width * src.height / 8)
-        if analysis.coder.method == container.EntropyMethod.STATIC_CONTEXT_V1:
-            res = fit_budget(analysis.encode, budget)
-        else:
-            res = fit_budget_two_stage(analysis.encode_static, analysis.encode, budget)
-    elif psnr is not None:
-        def measured(data: bytes) -> float:
-            return psnr_of(src.rgb, decode_array(data, loaded.device.type))
-
-        # Quality depends only on the knob, not on the entropy coder: search with the cheap
-        # static coder, then code the chosen knob with the analysis's own coder.
-        found = fit_quality(analysis.encode_static, measured, psnr)
-        res = RateResult(analysis.encode(found.knob), found.knob)
+        res, loaded, analysis = _fit_size(src, budget, model, entropy, resolve_device(device))
     else:
-        res = RateResult(analysis.encode(k), round(k, 3))
+        loaded = models.load(models.find(model), resolve_device(device))
+        analysis = codec.analyse(loaded, src, entropy)
+        if psnr is not None:
+            def measured(data: bytes) -> float:
+                return psnr_of(src.rgb, decode_array(data, loaded.device.type))
+
+            # Quality depends only on the knob, not on the entropy coder: search with the
+            # cheap static coder, then code the chosen knob with the analysis's own coder.
+            found = fit_quality(analysis.encode_static, measured, psnr)
+            res = RateResult(analysis.encode(found.knob), found.knob)
+        else:
+            res = RateResult(analysis.encode(k), round(k, 3))
     if verify:
         codec.verify(analysis, res.data)
-    return EncodeResult(res.data, src, res.knob, info.name, src.notices)
+    return EncodeResult(res.data, src, res.knob, loaded.info.name, src.notices)
+
+
+def _fit_size(src: SourceImage, budget: int, model: str | None, entropy: str,
+              device: str) -> tuple[RateResult, models.LoadedModel, codec.Analysis]:
+    """The largest file not above ``budget`` bytes, with the named model or, without one,
+    with the shipped model measured best at this bpp (:func:`models.for_bpp`), falling back
+    to the other shipped models when even this one's smallest file is too big."""
+    if model is not None:
+        candidates = [models.find(model)]
+    else:
+        first = models.for_bpp(budget * 8 / (src.width * src.height))
+        candidates = [first, *(m for m in models.available() if m != first)]
+    smallest: list[tuple[int, str]] = []
+    for info in candidates:
+        loaded = models.load(info, device)
+        analysis = codec.analyse(loaded, src, entropy)
+        try:
+            if analysis.coder.method == container.EntropyMethod.STATIC_CONTEXT_V1:
+                res = fit_budget(analysis.encode, budget)
+            else:
+                res = fit_budget_two_stage(analysis.encode_static, analysis.encode, budget)
+        except LcodecError:
+            if len(candidates) == 1:
+                raise
+            smallest.append((len(analysis.encode(codec.KNOB_MIN)), info.name))
+            continue
+        return res, loaded, analysis
+    least, name = min(smallest)
+    raise LcodecError(f"the target of {budget} bytes is below the smallest file any shipped "
+                      f"model makes ({least} bytes, with {name}); ask for at least that")
 
 
 def encode(image: Any, *, bpp: float | None = None, size: int | None = None,

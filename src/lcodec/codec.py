@@ -162,7 +162,7 @@ def coder_for_encoding(model: LoadedModel, entropy: str) -> EntropyCoder:
     """The coder for new files. "auto" is the method that codes this model's symbols in fewer
     bits as measured on Kodak (``scripts/tcae_vs_static.py``), recorded in the model's card as
     ``entropy.auto``: "tcae" when its inclined TCAE won, else the static tables (so for
-    lite-mse, whose first CPU-trained TCAE codes more bits; see docs/results.md). "tcae" and
+    both shipped models, whose CPU-trained TCAEs code more bits; see docs/results.md). "tcae" and
     "static" ask for a method explicitly."""
     if entropy not in ("auto", "tcae", "static"):
         raise LcodecError(f"unknown entropy method {entropy!r}; use auto, tcae or static")

@@ -5,8 +5,8 @@
 
 For each image (default: the Kodak folder ``../shared/data/kodak`` beside the checkout) it
 times one lcodec encode and one decode, split into stages. The entropy method is the one
-``codec.analyse(…, entropy=--entropy)`` picks (auto: the inclined TCAE when the model has one
-in ``models/entropy/``, else the static context tables); it is printed with each table.
+``codec.analyse(…, entropy=--entropy)`` picks (auto: the method the model's card records as
+coding its symbols smaller, see ``codec.coder_for_encoding``); it is printed with each table.
 
 encode
   network      RGB → tensor, padding, RGB→YCbCr, encoder networks (``codec.analyse``),
@@ -776,8 +776,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
                     help="cpu, cuda, or all = cpu and cuda when available (default)")
     ap.add_argument("--entropy", choices=["auto", "static", "tcae"], default="auto",
-                    help="entropy method, as `lcodec encode --entropy`: auto = the inclined "
-                         "TCAE when the model has one installed (default), static = context "
+                    help="entropy method, as `lcodec encode --entropy`: auto = the one the "
+                         "model's card records as smaller (default), static = context "
                          "tables, tcae = inclined TCAE")
     ap.add_argument("--repeat", type=int, default=1, help="timed runs per image (best kept)")
     ap.add_argument("--baselines", default=",".join(DEFAULT_BASELINES),
