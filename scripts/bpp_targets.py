@@ -27,10 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=1, help="use every N-th image only")
     args = ap.parse_args(argv)
     targets = [float(t) for t in args.targets.split(",")]
-    # Without --model, each target goes to the model the encoder itself would pick.
-    chosen = {t: models.find(args.model) if args.model else models.for_bpp(t) for t in targets}
-    loaded = {info.name: models.load(info, "cpu") for info in set(chosen.values())}
+    # Without --model, each target goes to the model the encoder itself would pick, and to
+    # another one when that model's smallest file is too big (api._fit_size).
+    infos = [models.find(args.model)] if args.model else models.available()
+    chosen = {t: infos[0] if args.model else models.for_bpp(t) for t in targets}
+    loaded = {info.name: models.load(info, "cpu") for info in infos}
     results: dict[float, list[float]] = {t: [] for t in targets}
+    used: dict[float, set[str]] = {t: set() for t in targets}
     out_of_range: dict[float, int] = {t: 0 for t in targets}
     for path in list_images(args.folder)[:: args.every]:
         src = load_image(path, str(path), alpha="drop", strip=True)
@@ -42,13 +45,14 @@ def main(argv: list[str] | None = None) -> int:
                             len(analysis.encode(codec.KNOB_MAX)) * 8 / px)
         for t in targets:
             lo, hi = ranges[chosen[t].name]
-            if not lo <= t <= hi:
+            fallback = t < lo and any(a <= t <= b for a, b in ranges.values())
+            if not (lo <= t <= hi or fallback):
                 out_of_range[t] += 1
                 continue
             res = api.encode_with_stats(src, bpp=t, model=args.model, entropy=args.entropy,
                                         verify=False)
-            assert res.model == chosen[t].name
             results[t].append(res.bpp)
+            used[t].add(res.model)
             print(f"{path.name} target {t}: {res.bpp:.4f} ({res.model}, knob {res.knob:+.3f})",
                   file=sys.stderr, flush=True)
     print("| target bpp | model | images in range | lowest achieved | highest achieved | "
@@ -57,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     for t in targets:
         v = results[t]
         if v:
-            print(f"| {t} | {chosen[t].name} | {len(v)} | {min(v):.4f} | {max(v):.4f} | "
+            names = ", ".join(sorted(used[t]))
+            print(f"| {t} | {names} | {len(v)} | {min(v):.4f} | {max(v):.4f} | "
                   f"{min(v) / t:.3f} |")
         else:
             print(f"| {t} | {chosen[t].name} | 0 | – | – | – |")
