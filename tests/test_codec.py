@@ -186,7 +186,14 @@ def test_a_bpp_target_goes_to_the_model_measured_best_there(tmp_path, monkeypatc
     assert models.for_bpp(0.3).name == "lite-mse"
     assert models.for_bpp(0.95).name == "mse"
     assert models.for_bpp(1.1).name == "mse"  # only mse is measured there
-    assert models.for_bpp(5.0).name == models.DEFAULT_MODEL  # nobody measured: the default
+    assert models.for_bpp(5.0).name == "mse"  # the best quality at the top of its range
+    assert models.for_bpp(0.01).name == "lite-mse"  # the best quality at the bottom
+
+
+def test_without_measured_curves_a_target_goes_to_the_default_model(
+        tmp_path, monkeypatch) -> None:
+    _models_with_curves(tmp_path, monkeypatch, {"lite-mse": [], "mse": []})
+    assert models.for_bpp(0.5).name == models.DEFAULT_MODEL
 
 
 def test_encode_to_a_bpp_writes_the_chosen_model_and_an_explicit_one_wins(
@@ -219,3 +226,11 @@ def test_a_size_below_the_chosen_models_range_falls_back_to_another_model(
         api.encode_with_stats(crop_rgb, size=smallest[small] - 1)
     with pytest.raises(LcodecError, match="smallest file this model makes"):
         api.encode_with_stats(crop_rgb, size=smallest[big] - 1, model=big)
+
+
+def test_a_target_above_the_models_range_gives_its_largest_file_and_says_so(crop_rgb) -> None:
+    res = api.encode_with_stats(crop_rgb, bpp=20.0, model="lite-mse")
+    largest = api.encode(crop_rgb, knob=codec.KNOB_MAX, model="lite-mse")
+    assert res.data == largest
+    assert any("above the largest file lite-mse makes" in n for n in res.notices)
+    assert not api.encode_with_stats(crop_rgb, bpp=0.5, model="lite-mse").notices

@@ -26,6 +26,7 @@ from lcodec.ratecontrol import (
 )
 
 DEFAULT_KNOB = 0.0
+LOW_FILL = 0.97  # a --bpp/--size file below this share of its target gets a notice
 
 
 @dataclass
@@ -123,7 +124,13 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
             res = RateResult(analysis.encode(k), round(k, 3))
     if verify:
         codec.verify(analysis, res.data)
-    return EncodeResult(res.data, src, res.knob, loaded.info.name, src.notices)
+    notices = list(src.notices)
+    if (bpp is not None or size is not None) and res.knob >= codec.KNOB_MAX \
+            and len(res.data) < LOW_FILL * budget:
+        notices.append(f"the target is above the largest file {loaded.info.name} makes of this "
+                       f"image: wrote that one, {len(res.data)} bytes "
+                       f"({len(res.data) * 8 / (src.width * src.height):.4f} bpp)")
+    return EncodeResult(res.data, src, res.knob, loaded.info.name, notices)
 
 
 def _fit_size(src: SourceImage, budget: int, model: str | None, entropy: str,

@@ -151,7 +151,7 @@ def _decode_one(input_path: str, output_path: str, opts: dict) -> dict:
 def _encode_line(st: dict) -> str:
     psnr = f", PSNR {st['psnr']:.2f} dB" if "psnr" in st else ""
     return (f"{st['input']} -> {st['output']}: {st['bytes']} bytes, {st['bpp']:.4f} bpp"
-            f"{psnr}, knob {st['knob']:+.3f}, {st['seconds']:.2f} s")
+            f"{psnr}, model {st['model']}, knob {st['knob']:+.3f}, {st['seconds']:.2f} s")
 
 
 def _decode_line(st: dict) -> str:

@@ -92,10 +92,15 @@ def find(name: str | None = None, model_id: bytes | None = None) -> ModelInfo:
     raise LcodecError(f"unknown model {name!r}; installed models: {names}")
 
 
+def kodak_curve(info: ModelInfo) -> list[tuple[float, float]]:
+    """The model card's measured Kodak (bpp, PSNR) points, by bpp; empty without a curve."""
+    return sorted((p["bpp"], p["psnr"]) for p in info.card.get("kodak", {}).get("points", []))
+
+
 def kodak_psnr_at(info: ModelInfo, bpp: float) -> float | None:
     """The model card's measured Kodak PSNR at ``bpp`` (linear between measured points), or
     None where the card has no curve or ``bpp`` lies outside its measured range."""
-    points = sorted((p["bpp"], p["psnr"]) for p in info.card.get("kodak", {}).get("points", []))
+    points = kodak_curve(info)
     for (b0, q0), (b1, q1) in zip(points, points[1:], strict=False):
         if b0 <= bpp <= b1:
             return q0 if b1 == b0 else q0 + (q1 - q0) * (bpp - b0) / (b1 - b0)
@@ -103,14 +108,17 @@ def kodak_psnr_at(info: ModelInfo, bpp: float) -> float | None:
 
 
 def for_bpp(bpp: float) -> ModelInfo:
-    """The shipped model measured best (Kodak PSNR, from the cards) at ``bpp``; the default
-    model where no other one is measured better there."""
+    """The shipped model measured best (Kodak PSNR, from the cards) at ``bpp``: each model is
+    judged at ``bpp`` clamped to its measured range, i.e. at the nearest rate it reaches. The
+    default model when no card has a curve or none is better."""
     default = find()
-    best, best_psnr = default, kodak_psnr_at(default, bpp)
-    for info in available():
-        psnr = kodak_psnr_at(info, bpp)
-        if psnr is not None and (best_psnr is None or psnr > best_psnr):
-            best, best_psnr = info, psnr
+    best, best_psnr = default, None
+    for info in [default, *(m for m in available() if m != default)]:
+        points = kodak_curve(info)
+        if points:
+            psnr = kodak_psnr_at(info, min(max(bpp, points[0][0]), points[-1][0]))
+            if psnr is not None and (best_psnr is None or psnr > best_psnr):
+                best, best_psnr = info, psnr
     return best
 
 
