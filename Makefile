@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
-DEMO_IMAGE ?= ../shared/data/kodak/kodim23.png
+# A Kodak image beside the checkout where there is one, else the crop shipped in tests/data.
+DEMO_IMAGE ?= $(firstword $(wildcard ../shared/data/kodak/kodim23.png) tests/data/kodim23_crop.png)
 DEMO_BPP ?= 0.25
 OUT := out
 
