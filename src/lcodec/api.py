@@ -18,6 +18,7 @@ from lcodec.errors import LcodecError
 from lcodec.evaluate.metrics import psnr as psnr_of
 from lcodec.imageio import SourceImage, from_pil, load_image, to_pil
 from lcodec.ratecontrol import (
+    BelowRange,
     RateResult,
     fit_budget,
     fit_budget_two_stage,
@@ -152,10 +153,10 @@ def _fit_size(src: SourceImage, budget: int, model: str | None, entropy: str,
                 res = fit_budget(analysis.encode, budget)
             else:
                 res = fit_budget_two_stage(analysis.encode_static, analysis.encode, budget)
-        except LcodecError:
+        except BelowRange as err:
             if len(candidates) == 1:
                 raise
-            smallest.append((len(analysis.encode(codec.KNOB_MIN)), info.name))
+            smallest.append((err.smallest, info.name))
             continue
         return res, loaded, analysis
     least, name = min(smallest)

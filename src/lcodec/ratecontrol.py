@@ -15,6 +15,15 @@ from lcodec.errors import LcodecError
 KNOB_STEP = 0.001  # the header's resolution
 
 
+class BelowRange(LcodecError):
+    """The byte budget is below the smallest file the model makes (``smallest`` bytes)."""
+
+    def __init__(self, budget: int, smallest: int) -> None:
+        super().__init__(f"the target of {budget} bytes is below the smallest file this model "
+                         f"makes ({smallest} bytes); ask for at least that")
+        self.smallest = smallest
+
+
 @dataclass
 class RateResult:
     data: bytes
@@ -25,14 +34,11 @@ def fit_budget(encode: Callable[[float], bytes], budget: int, lo: float = -1.0,
                hi: float = 1.0, iterations: int = 14) -> RateResult:
     """Largest file with ``len(file) <= budget`` over knobs in [lo, hi].
 
-    Raises LcodecError naming the smallest achievable size when even ``lo`` is too big.
+    Raises :class:`BelowRange` (naming the smallest size) when even ``lo`` is too big.
     """
     smallest = encode(lo)
     if len(smallest) > budget:
-        raise LcodecError(
-            f"the target of {budget} bytes is below the smallest file this model makes "
-            f"({len(smallest)} bytes); ask for at least that"
-        )
+        raise BelowRange(budget, len(smallest))
     best = RateResult(smallest, lo)
     largest = encode(hi)
     if len(largest) <= budget:
@@ -114,7 +120,7 @@ def fit_budget_two_stage(encode_fast: Callable[[float], bytes],
     for _ in range(rounds):
         try:
             knob = fit_budget(encode_fast, max(1, int(target))).knob
-        except LcodecError:
+        except BelowRange:
             knob = -1.0
         if knob in tried:
             break
@@ -127,10 +133,7 @@ def fit_budget_two_stage(encode_fast: Callable[[float], bytes],
     if best is None:
         smallest = encode_final(-1.0)
         if len(smallest) > budget:
-            raise LcodecError(
-                f"the target of {budget} bytes is below the smallest file this model makes "
-                f"({len(smallest)} bytes); ask for at least that"
-            )
+            raise BelowRange(budget, len(smallest))
         consider(-1.0, smallest)
     for _ in range(refine):
         if len(best.data) >= close * budget or hi_knob - lo_knob <= KNOB_STEP:
