@@ -24,10 +24,10 @@ MS_SSIM_MIN_SIDE = 161  # pytorch_msssim's 5 scales with an 11-tap window need >
 
 _BT601 = np.array([0.299, 0.587, 0.114])
 # sRGB primaries, D65 white (IEC 61966-2-1), linear RGB -> XYZ with Y of white = 1.
-_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
+RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
                         [0.2126729, 0.7151522, 0.0721750],
                         [0.0193339, 0.1191920, 0.9503041]])
-_D65 = _RGB_TO_XYZ.sum(axis=1)  # (0.95047, 1.0, 1.08883)
+D65 = RGB_TO_XYZ.sum(axis=1)  # (0.95047, 1.0, 1.08883)
 
 
 def psnr_y(a: np.ndarray, b: np.ndarray) -> float:
@@ -53,7 +53,7 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
         lin = _LINEAR_LUT[rgb]
     else:
         lin = _srgb_to_linear(rgb.astype(np.float64) / 255.0)
-    xyz = lin @ (_RGB_TO_XYZ.T / _D65)
+    xyz = lin @ (RGB_TO_XYZ.T / D65)
     eps, kappa = 216 / 24389, 24389 / 27
     f = np.where(xyz > eps, np.cbrt(xyz), (kappa * xyz + 16) / 116)
     return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]),

@@ -15,13 +15,13 @@ import math
 import torch
 
 from lcodec.color import rgb_to_ycbcr
+from lcodec.evaluate import quality
 
 KINDS = ("mse", "msssim", "ycbcr_l1")
 
-_RGB_TO_XYZ = torch.tensor([[0.4124564, 0.3575761, 0.1804375],
-                            [0.2126729, 0.7151522, 0.0721750],
-                            [0.0193339, 0.1191920, 0.9503041]])
-_D65 = torch.tensor([0.95047, 1.0, 1.08883])
+# The evaluation's sRGB (D65) matrix and white, so that training and eval measure the same ΔE.
+_RGB_TO_XYZ = torch.tensor(quality.RGB_TO_XYZ, dtype=torch.float32)
+_D65 = torch.tensor(quality.D65, dtype=torch.float32)
 _EPS = 1e-8  # keeps square roots and atan2 differentiable at zero chroma
 
 
