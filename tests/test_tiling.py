@@ -27,13 +27,13 @@ def test_tiled_coding_matches_whole_image_coding(model, crop_rgb, monkeypatch) -
     src = SourceImage(crop_rgb)  # 128×96 pixels = 16×12 codes
     whole = codec.analyse(model, src)
     data_whole = whole.encode(0.1)
-    monkeypatch.setattr(codec, "TILE_CODES", 5)
-    monkeypatch.setattr(codec, "HALO_CODES", 16)
+    monkeypatch.setattr(codec, "TILE_PIXELS", 5 * model.config.stride)
+    monkeypatch.setattr(codec, "HALO_PIXELS", 128)
     tiled = codec.analyse(model, src)
     assert float((tiled.e_y - whole.e_y).abs().max()) < 1e-4
     assert float((tiled.p - whole.p).abs().max()) < 1e-4
     lic = container.unpack(data_whole)
     px_tiled = codec.decode(model, lic).pixels
-    monkeypatch.setattr(codec, "TILE_CODES", 128)
+    monkeypatch.setattr(codec, "TILE_PIXELS", 1024)
     px_whole = codec.decode(model, lic).pixels
     assert np.abs(px_tiled.astype(int) - px_whole.astype(int)).max() <= 1

@@ -3,8 +3,9 @@
 Encoding runs the analysis networks once; :class:`Analysis` then quantizes and entropy-codes
 at any rate knob cheaply, which is what rate control searches over.
 
-Large images: the networks run in windows of ``TILE_CODES``² code positions (1024² pixels)
-with a halo of ``HALO_CODES`` codes (128 pixels) on every side, keeping only each window's
+Large images: the networks run in windows of ``TILE_PIXELS``² pixels (1024², i.e. 128² code
+positions at stride 8, 64² at stride 16) with a halo of ``HALO_PIXELS`` (128) on every
+side, keeping only each window's
 core. The halo covers the networks' receptive field, so the result equals a whole-image pass
 (up to float rounding) and shows no seams, while peak memory is bounded by one window. The
 symbols of the whole image form one cuboid; the entropy coder works channel by channel
@@ -28,11 +29,16 @@ from lcodec.entropy.methods import EntropyCoder, StaticContextCoder, TcaeCoder
 from lcodec.errors import LcodecError, LicError
 from lcodec.imageio import SourceImage
 from lcodec.models import LoadedModel, find_entropy, load_tcae
-from lcodec.nets.cwic import Encoded, centred_importance
+from lcodec.nets.cwic import Encoded
 
 KNOB_MIN, KNOB_MAX = -1.0, 1.0  # importance-map offsets; beyond these nothing changes
-TILE_CODES = 128
-HALO_CODES = 16
+TILE_PIXELS = 1024
+HALO_PIXELS = 128
+
+
+def tile_codes(stride: int) -> tuple[int, int]:
+    """(window core, halo) in code positions for a network of total stride ``stride``."""
+    return max(1, TILE_PIXELS // stride), max(1, HALO_PIXELS // stride)
 
 
 def code_shape(width: int, height: int, stride: int) -> tuple[int, int]:
@@ -131,22 +137,23 @@ def analyse(model: LoadedModel, source: SourceImage, entropy: str = "auto") -> A
     x = pad_to_multiple(_to_tensor(source.rgb, model.device), s)
     h8, w8 = x.shape[2] // s, x.shape[3] // s
     net = model.net
-    if h8 <= TILE_CODES + HALO_CODES and w8 <= TILE_CODES + HALO_CODES:
+    tile, halo = tile_codes(s)
+    if h8 <= tile + halo and w8 <= tile + halo:
         e_y, e_c, p = net.analyse(rgb_to_ycbcr(x))
         return Analysis(model, source, e_y, e_c, p, coder)
     cfg = model.config
     e_y = torch.empty(1, cfg.n_luma, h8, w8, device=x.device)
     e_c = torch.empty(1, cfg.n_chroma, h8, w8, device=x.device)
     logits = torch.empty(1, 1, h8, w8, device=x.device)
-    for i0, i1, wi0, wi1 in windows(h8, TILE_CODES, HALO_CODES):
-        for j0, j1, wj0, wj1 in windows(w8, TILE_CODES, HALO_CODES):
+    for i0, i1, wi0, wi1 in windows(h8, tile, halo):
+        for j0, j1, wj0, wj1 in windows(w8, tile, halo):
             win = rgb_to_ycbcr(x[:, :, wi0 * s : wi1 * s, wj0 * s : wj1 * s])
             ty, tc, tl = net.analyse_logits(win)
             core = (slice(None), slice(None), slice(i0 - wi0, i1 - wi0), slice(j0 - wj0, j1 - wj0))
             e_y[:, :, i0:i1, j0:j1] = ty[core]
             e_c[:, :, i0:i1, j0:j1] = tc[core]
             logits[:, :, i0:i1, j0:j1] = tl[core]
-    return Analysis(model, source, e_y, e_c, centred_importance(logits), coder)
+    return Analysis(model, source, e_y, e_c, net.importance_map(logits), coder)
 
 
 @dataclass
@@ -204,7 +211,7 @@ def decode_codes(model: LoadedModel, lic: LicFile) -> Encoded:
     qi, luma, chroma = coder_for_file(model, hdr).decode(lic.sections, h8, w8, gray)
     dev = model.device
     return Encoded(torch.from_numpy(qi)[None, None].to(dev), torch.from_numpy(luma)[None].to(dev),
-                   torch.from_numpy(chroma)[None].to(dev))
+                   torch.from_numpy(chroma)[None].to(dev), knob=hdr.rate_knob)
 
 
 def verify(analysis: Analysis, data: bytes) -> None:
@@ -227,11 +234,13 @@ def reconstruct(model: LoadedModel, codes: Encoded, width: int, height: int,
     """Run the decoder networks in windows; (height, width, 3) uint8."""
     s = model.config.stride
     h8, w8 = codes.qi.shape[2:]
+    tile, halo = tile_codes(s)
     out = np.empty((height, width, 3), dtype=np.uint8)
-    for i0, i1, wi0, wi1 in windows(h8, TILE_CODES, HALO_CODES):
-        for j0, j1, wj0, wj1 in windows(w8, TILE_CODES, HALO_CODES):
+    for i0, i1, wi0, wi1 in windows(h8, tile, halo):
+        for j0, j1, wj0, wj1 in windows(w8, tile, halo):
             win = Encoded(*(t[:, :, wi0:wi1, wj0:wj1] for t in (codes.qi, codes.luma,
-                                                                 codes.chroma)))
+                                                                 codes.chroma)),
+                          knob=codes.knob)
             rec = model.net.decompress(win, luma_only=gray)
             rgb = rec.expand(-1, 3, -1, -1) if gray else ycbcr_to_rgb(rec)
             core = _to_uint8(rgb[:, :, (i0 - wi0) * s : (i1 - wi0) * s,

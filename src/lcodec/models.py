@@ -148,7 +148,7 @@ class LoadedModel:
         import torch
         from safetensors import safe_open
 
-        import lcodec.nets.cwic  # noqa: F401  (registers the architecture)
+        import lcodec.nets  # noqa: F401  (registers the architectures)
         from lcodec.config import NetConfig
 
         data = info.path.read_bytes()

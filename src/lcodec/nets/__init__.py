@@ -1,5 +1,6 @@
-"""The CWIC networks: blocks and the dual-branch model."""
+"""The CWIC networks: blocks, the v1 dual-branch model and network v2."""
 
 from lcodec.nets.cwic import CWIC, Encoded
+from lcodec.nets.cwic2 import CWIC2
 
-__all__ = ["CWIC", "Encoded"]
+__all__ = ["CWIC", "CWIC2", "Encoded"]

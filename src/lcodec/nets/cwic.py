@@ -29,11 +29,13 @@ class Encoded:
     qi: (N, 1, h, w) importance levels 0..L-1.
     luma: (N, n_luma, h, w) level indices 0..T-1 (meaningful where the mask is set).
     chroma: (N, n_chroma, h, w) likewise.
+    knob: the rate knob the codes were made at (``cwic2`` decoders need it; ``cwic`` ignores it).
     """
 
     qi: torch.Tensor
     luma: torch.Tensor
     chroma: torch.Tensor
+    knob: float = 0.0
 
 
 class LumaEncoder(nn.Module):
@@ -227,3 +229,8 @@ class CWIC(nn.Module):
         m_c = code_mask(codes.qi, cfg.n_chroma, cfg.imp_levels)
         z_c = self.chroma_q.dequantize(codes.chroma) * m_c
         return self._synthesise(z_y, z_c)
+
+    @staticmethod
+    def importance_map(logits: torch.Tensor) -> torch.Tensor:
+        """The map ``analyse`` returns, from logits computed over windows of the image."""
+        return centred_importance(logits)

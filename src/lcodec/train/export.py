@@ -4,6 +4,11 @@
 ``last.ckpt``, or a ``snapshot.safetensors``) casts the network to fp16, fits
 the STATIC_CONTEXT_V1 tables on training-set codes (never Kodak) produced by those fp16
 weights at several rate knobs, and writes ``models/<name>-<sha8>.safetensors`` and a card.
+
+Network v1 (``cwic``) runs come from :mod:`lcodec.train.loop`; its tables are fitted at
+:data:`FIT_KNOBS` (as the shipped v1 models were). Network v2 (``cwic2``) runs come from
+:mod:`lcodec.train.rdloop`; its tables are fitted over the whole knob range rate control
+searches (:data:`FIT_KNOBS_V2`), and its card carries the learning curve of ``val.csv``.
 """
 
 from __future__ import annotations
@@ -18,18 +23,20 @@ import torch
 from safetensors.torch import save_file
 
 from lcodec.color import pad_to_multiple, rgb_to_ycbcr
-from lcodec.config import CONFIGS
+from lcodec.config import CONFIGS, NetConfig
 from lcodec.entropy import static_context as sc
 from lcodec.models import MODEL_ID_BYTES, models_dir
-from lcodec.nets import CWIC
+from lcodec.nets import CWIC, CWIC2
 from lcodec.quant import code_mask
 from lcodec.train.data import is_validation, list_images, load_rgb
 from lcodec.train.loop import load_weights
 
 FIT_KNOBS = (-0.3, -0.15, 0.0, 0.15, 0.3)
+FIT_KNOBS_V2 = tuple(round(-1.0 + 0.25 * i, 2) for i in range(9))
 
 
-def fit_entropy_tables(net: CWIC, images: list[np.ndarray]) -> dict[str, np.ndarray]:
+def fit_entropy_tables(net: CWIC | CWIC2, images: list[np.ndarray],
+                       knobs: tuple[float, ...] = FIT_KNOBS) -> dict[str, np.ndarray]:
     cfg = net.cfg
     t, lv = cfg.levels, cfg.imp_levels
     counts = {
@@ -40,7 +47,7 @@ def fit_entropy_tables(net: CWIC, images: list[np.ndarray]) -> dict[str, np.ndar
     for img in images:
         x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255
         e_y, e_c, p = net.analyse(rgb_to_ycbcr(pad_to_multiple(x, cfg.stride)))
-        for knob in FIT_KNOBS:
+        for knob in knobs:
             codes = net.quantize(e_y, e_c, p, knob)
             qi = codes.qi[0, 0].numpy()
             sc.count_importance(qi, counts["entropy.qi"])
@@ -51,13 +58,69 @@ def fit_entropy_tables(net: CWIC, images: list[np.ndarray]) -> dict[str, np.ndar
     return {k: sc.fit_tables(v) for k, v in counts.items()}
 
 
+def kmac_per_pixel(net: CWIC | CWIC2, size: int = 256) -> dict[str, float]:
+    """Multiply-accumulates per pixel of the encoder and decoder networks (convolutions and
+    GDN), counted with forward hooks on a ``size``² image."""
+    macs = {"total": 0}
+
+    def hook(mod, inp, out):
+        if isinstance(mod, torch.nn.Conv2d):
+            k = mod.weight[0].numel()
+            macs["total"] += k * out.numel() // out.shape[0]
+
+    handles = [m.register_forward_hook(hook) for m in net.modules()
+               if isinstance(m, torch.nn.Conv2d)]
+    x = torch.rand(1, 3, size, size)
+    with torch.no_grad():
+        e_y, e_c, p = net.analyse(x)
+        enc = macs["total"]
+        net.decompress(net.quantize(e_y, e_c, p, 0.0))
+    for h in handles:
+        h.remove()
+    px = size * size
+    return {"encoder": round(enc / px / 1000, 1), "decoder": round((macs["total"] - enc) / px
+                                                                   / 1000, 1)}
+
+
+def _load_run(path: Path) -> tuple[CWIC | CWIC2, dict, dict]:
+    """(network, training config, progress) of a v1 or v2 run folder/checkpoint/snapshot."""
+    if path.is_dir():
+        path = path / "last.ckpt"
+    if path.suffix == ".ckpt":
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        if "net_config" in ckpt:  # a v2 run (lcodec.train.rdloop)
+            net = CWIC2(NetConfig.from_json(json.dumps(ckpt["net_config"])))
+            net.load_state_dict(ckpt["model"])
+            progress = {"steps_done": ckpt["step"], "cpu_hours": round(ckpt["cpu_s"] / 3600, 3),
+                        "wall_hours": round(ckpt["wall_s"] / 3600, 3),
+                        "steps_per_s": round(ckpt["step"] / max(ckpt["wall_s"], 1e-9), 2)}
+            return net, ckpt["config"], progress
+    weights, tcfg, steps_done = load_weights(path)
+    net = CWIC(CONFIGS[tcfg["net"]])
+    net.load_state_dict(weights, strict=False)
+    return net, tcfg, {"steps_done": steps_done}
+
+
+def learning_curve(run: Path) -> list[dict]:
+    """The validation rows of a v2 run's ``val.csv`` (step, CPU-hours, knob, bpp, PSNR)."""
+    path = (run if run.is_dir() else run.parent) / "val.csv"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        step, cpu_h, knob, bpp, psnr, *_ = line.split(",")
+        rows.append({"step": int(step), "cpu_hours": float(cpu_h), "knob": float(knob),
+                     "bpp": float(bpp), "psnr": float(psnr)})
+    return rows
+
+
 def export(run: Path, name: str, n_images: int, out_dir: Path,
            notes: dict | None = None, data: Path | None = None) -> Path:
     """Write ``<name>-<sha8>.safetensors`` and its card from a run; ``data`` overrides the
     training image folder recorded in the run (for the entropy tables)."""
-    weights, tcfg, steps_done = load_weights(run / "last.ckpt" if run.is_dir() else run)
-    net = CWIC(CONFIGS[tcfg["net"]])
-    net.load_state_dict(weights, strict=False)
+    net, tcfg, progress = _load_run(run)
+    arch = "cwic2" if isinstance(net, CWIC2) else "cwic"
+    knobs = FIT_KNOBS_V2 if arch == "cwic2" else FIT_KNOBS
     half = {k: v.half() for k, v in net.state_dict().items() if v.is_floating_point()}
     net.load_state_dict({k: v.float() for k, v in half.items()}, strict=False)
     net.eval()
@@ -68,11 +131,11 @@ def export(run: Path, name: str, n_images: int, out_dir: Path,
     chosen = rng.choice(len(paths), size=min(n_images, len(paths)), replace=False)
     images = [a for a in (load_rgb(paths[i], 8) for i in sorted(chosen)) if a is not None]
     with torch.no_grad():
-        tables = fit_entropy_tables(net, images)
+        tables = fit_entropy_tables(net, images, knobs)
 
     tensors = dict(half)
     tensors.update({k: torch.from_numpy(v) for k, v in tables.items()})
-    meta = {"architecture": "cwic", "config": net.cfg.to_json(), "name": name,
+    meta = {"architecture": arch, "config": net.cfg.to_json(), "name": name,
             "entropy_method": "STATIC_CONTEXT_V1"}
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f"{name}.tmp"
@@ -84,12 +147,15 @@ def export(run: Path, name: str, n_images: int, out_dir: Path,
     card = {
         "name": name,
         "model_id": sha8,
-        "architecture": "cwic",
+        "architecture": arch,
         "config": json.loads(net.cfg.to_json()),
-        "training": {**tcfg, "steps_done": steps_done, **(notes or {})},
+        "training": {**tcfg, **progress, **(notes or {})},
         "entropy": {"method": "STATIC_CONTEXT_V1", "fitted_on_images": len(images),
-                    "knobs": list(FIT_KNOBS)},
+                    "knobs": list(knobs)},
     }
+    if arch == "cwic2":
+        card["compute"] = {"kmac_per_pixel": kmac_per_pixel(net)}
+        card["learning_curve"] = learning_curve(run)
     final.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return final
 

@@ -1,0 +1,307 @@
+"""Training of network v2 (:mod:`lcodec.nets.cwic2`): rate-distortion with a code length.
+
+``python -m lcodec.train.rdloop RUN_DIR --budget-minutes M [--decay-minutes D]`` trains (or
+resumes) the run in ``RUN_DIR`` (default config: ``configs/v2-mse.json``) for ``M`` minutes of
+wall time. Each image of a batch gets its own rate knob t ~ U(-1, 1) and its own
+λ(t) = λ₋₁·(λ₊₁/λ₋₁)^((t+1)/2); its loss is ``bits/pixel + λ·255²·MSE(RGB)`` (or the
+MS-SSIM distortion), weighted by √(λ_mid/λ) so that every rate moves the shared weights about
+equally. The networks run under bf16 autocast on the CPU; GDN, quantization, the rate term
+and the losses stay fp32.
+
+Accumulation across sessions: ``RUN_DIR/last.ckpt`` holds weights, optimizer, step, sampler
+and every RNG state plus the wall and CPU seconds spent so far, so a resumed run continues
+exactly. The LR is constant until the last ``D`` minutes of a session, which decay it
+geometrically to ``lr_final`` for the weights shipped from that session; ``stable.ckpt`` is
+the state where the decay began, and the next session resumes from it (the decayed state is
+for export only). Guards: gradients are clipped, non-finite steps are skipped, and a loss
+spike (EMA over 3× its value at the last checkpoint) rolls back to that checkpoint with half
+the LR. ``log.csv`` logs training, ``val.csv`` the held-out validation (PSNR and estimated bpp
+at several knobs against CPU-hours).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lcodec.color import rgb_to_ycbcr, ycbcr_to_rgb
+from lcodec.config import CONFIGS
+from lcodec.nets.cwic2 import CWIC2, interpolate
+from lcodec.quant import code_mask
+from lcodec.train.data import CropSampler, centre_crops, is_validation, list_images, load_rgb
+from lcodec.train.rng import rng_state, set_rng_state
+
+VAL_KNOBS = (-1.0, -0.6, -0.2, 0.2, 0.6, 1.0)
+
+
+@dataclass
+class RDConfig:
+    data: str = "../shared/data/train"
+    net: str = "v2"
+    distortion: str = "mse"  # mse | msssim
+    batch: int = 8
+    crop: int = 96
+    lr: float = 3e-4
+    lr_final: float = 3e-5
+    clip: float = 1.0
+    val_fraction: float = 0.02
+    val_crop: int = 256
+    val_minutes: float = 10.0
+    ckpt_every: int = 250
+    seed: int = 0
+    threads: int = 2
+    amp: bool = True
+    init: str | None = None  # weights to start a new run from (a checkpoint or snapshot)
+
+    @classmethod
+    def load(cls, path: Path) -> RDConfig:
+        raw = json.loads(path.read_text())
+        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {', '.join(unknown)}")
+        return cls(**raw)
+
+
+def lam_of(knob: torch.Tensor, lam_range: tuple[float, float]) -> torch.Tensor:
+    lo, hi = lam_range
+    return lo * (hi / lo) ** ((knob + 1) / 2)
+
+
+def distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-image distortion on the RGB scale 0..255: MSE, or 255²·(1−MS-SSIM)/100·… (msssim).
+
+    The MS-SSIM form is scaled so that λ has the same meaning (about the same bits) as for MSE.
+    Always fp32: under bf16 autocast the colour conversion would round to 8 mantissa bits.
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        return _distortion(x.float(), x_hat.float(), kind)
+
+
+def _distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str) -> torch.Tensor:
+    rgb, rgb_hat = ycbcr_to_rgb(x), ycbcr_to_rgb(x_hat)
+    if kind == "mse":
+        return 255.0**2 * ((rgb - rgb_hat) ** 2).mean((1, 2, 3))
+    from pytorch_msssim import ms_ssim
+
+    return 400.0 * (1 - ms_ssim(rgb_hat.clamp(0, 1), rgb, data_range=1.0, size_average=False,
+                                win_size=7))
+
+
+def rd_loss(net: CWIC2, x: torch.Tensor, knob: torch.Tensor, cfg: RDConfig
+            ) -> tuple[torch.Tensor, dict[str, float]]:
+    lam_range = net.cfg.lam_range
+    out = net(x, knob)
+    bpp = out["bits"] / (x.shape[2] * x.shape[3])
+    dist = distortion(x, out["x_hat"], cfg.distortion)
+    lam = lam_of(knob, lam_range)
+    weight = torch.sqrt(math.sqrt(lam_range[0] * lam_range[1]) / lam)
+    loss = (weight * (bpp + lam * dist)).mean() + out["range_loss"]
+    with torch.no_grad():
+        stats = {"loss": float(loss), "bpp": float(bpp.mean()), "dist": float(dist.mean()),
+                 "coded": float(out["coded_fraction"])}
+    return loss, stats
+
+
+@torch.no_grad()
+def validate(net: CWIC2, val: torch.Tensor) -> list[dict[str, float]]:
+    """Held-out PSNR (8-bit RGB) and estimated bpp (the training priors' code length of the
+    actual symbols, mask and importance map included) at :data:`VAL_KNOBS`."""
+    net.eval()
+    cfg = net.cfg
+    rows = []
+    ycc = rgb_to_ycbcr(val)
+    e_y, e_c, logits = net.analyse(ycc)
+    for knob in VAL_KNOBS:
+        codes = net.quantize(e_y, e_c, logits, knob)
+        rec = ycbcr_to_rgb(net.decompress(codes))
+        rec8 = torch.floor(torch.clamp(rec, 0, 1) * 255 + 0.5)
+        mse = ((rec8 - torch.round(val * 255)) ** 2).mean((1, 2, 3))
+        psnr = float((10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))).mean())
+        k = torch.full((val.shape[0],), knob)
+        cost = -torch.log_softmax(interpolate(net.prior_codes, k), -1)
+        sym = torch.cat([codes.luma, codes.chroma], 1)
+        mask = torch.cat([code_mask(codes.qi, cfg.n_luma, cfg.imp_levels),
+                          code_mask(codes.qi, cfg.n_chroma, cfg.imp_levels)], 1)
+        n, c, h, w = sym.shape
+        bits = torch.gather(cost, 2, sym.view(n, c, -1)).view_as(sym) * mask
+        qcost = -torch.log_softmax(interpolate(net.prior_qi, k), -1)
+        qbits = torch.gather(qcost, 1, codes.qi.view(n, -1))
+        total = (bits.sum((1, 2, 3)) + qbits.sum(1)) / math.log(2)
+        bpp = float((total / (val.shape[2] * val.shape[3])).mean())
+        rows.append({"knob": knob, "psnr": psnr, "bpp": bpp,
+                     "coded": float(mask.float().mean())})
+    net.train()
+    return rows
+
+
+class Run:
+    """One training run folder: config, checkpoints, logs."""
+
+    def __init__(self, out: Path, cfg: RDConfig) -> None:
+        self.out = out
+        self.cfg = cfg
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.net = CWIC2(CONFIGS[cfg.net])
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        paths = list_images(Path(cfg.data))
+        train = [p for p in paths if not is_validation(p, cfg.val_fraction)]
+        val = [p for p in paths if is_validation(p, cfg.val_fraction)]
+        t0 = time.time()
+        self.sampler = CropSampler(
+            [a for a in (load_rgb(p, cfg.crop) for p in train) if a is not None], cfg.crop,
+            cfg.seed)
+        val_imgs = [a for a in (load_rgb(p, cfg.val_crop) for p in val) if a is not None]
+        self.val = centre_crops(val_imgs, cfg.val_crop)
+        print(f"{len(self.sampler.images)} training and {len(val_imgs)} validation images "
+              f"loaded in {time.time() - t0:.0f} s", flush=True)
+        self.step = 0
+        self.wall_s = 0.0
+        self.cpu_s = 0.0
+        self.lr_scale = 1.0
+
+    # -- checkpoints -------------------------------------------------------------------
+    def state(self, phase: str) -> dict:
+        return {"model": self.net.state_dict(), "opt": self.opt.state_dict(),
+                "step": self.step, "wall_s": self.wall_s, "cpu_s": self.cpu_s,
+                "sampler": self.sampler.state(), "rng": rng_state(), "phase": phase,
+                "lr_scale": self.lr_scale, "config": asdict(self.cfg),
+                "net_config": json.loads(self.net.cfg.to_json())}
+
+    def save(self, name: str, phase: str) -> None:
+        path = self.out / name
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state(phase), tmp)
+        tmp.replace(path)
+
+    def load(self, path: Path) -> None:
+        st = torch.load(path, map_location="cpu", weights_only=False)
+        self.net.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["opt"])
+        self.step, self.wall_s, self.cpu_s = st["step"], st["wall_s"], st["cpu_s"]
+        self.sampler.set_state(st["sampler"])
+        set_rng_state(st["rng"])
+        self.lr_scale = st.get("lr_scale", 1.0)
+
+    def resume(self) -> None:
+        last, stable = self.out / "last.ckpt", self.out / "stable.ckpt"
+        if last.exists():
+            phase = torch.load(last, map_location="cpu", weights_only=False)["phase"]
+            src = stable if phase == "decay" and stable.exists() else last
+            self.load(src)
+            print(f"resumed {src.name} at step {self.step} "
+                  f"({self.cpu_s / 3600:.2f} CPU-h so far)", flush=True)
+        elif self.cfg.init:
+            st = torch.load(self.cfg.init, map_location="cpu", weights_only=False)
+            self.net.load_state_dict(st.get("model", st))
+            print(f"initialised from {self.cfg.init}", flush=True)
+
+    # -- the loop ----------------------------------------------------------------------
+    def train(self, budget_min: float, decay_min: float) -> None:
+        cfg = self.cfg
+        torch.set_num_threads(cfg.threads)
+        self.resume()
+        start, cpu0 = time.time(), time.process_time()
+        wall0, cpus0 = self.wall_s, self.cpu_s
+        budget, decay = budget_min * 60, min(decay_min, budget_min) * 60
+        last_val = -1e9
+        ema, ema_ckpt, bad = None, None, 0
+        logf = open(self.out / "log.csv", "a", newline="")  # noqa: SIM115
+        log = csv.writer(logf)
+        valf = open(self.out / "val.csv", "a", newline="")  # noqa: SIM115
+        vlog = csv.writer(valf)
+        phase = "constant"
+        while True:
+            el = time.time() - start
+            self.wall_s = wall0 + el
+            self.cpu_s = cpus0 + time.process_time() - cpu0
+            if el >= budget:
+                break
+            if el >= budget - decay and phase == "constant":
+                self.save("stable.ckpt", "constant")
+                phase = "decay"
+            frac = 0.0 if phase == "constant" else (el - (budget - decay)) / max(decay, 1)
+            lr = cfg.lr * self.lr_scale * (cfg.lr_final / cfg.lr) ** min(1.0, frac)
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            if el - last_val >= cfg.val_minutes * 60 or self.step == 0:
+                for row in validate(self.net, self.val):
+                    vlog.writerow([self.step, f"{self.cpu_s / 3600:.4f}", row["knob"],
+                                   f"{row['bpp']:.4f}", f"{row['psnr']:.3f}",
+                                   f"{row['coded']:.3f}"])
+                valf.flush()
+                last_val = el
+            x = rgb_to_ycbcr(self.sampler.batch(cfg.batch))
+            knob = torch.rand(cfg.batch) * 2 - 1
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.amp):
+                loss, stats = rd_loss(self.net, x, knob, cfg)
+            self.opt.zero_grad(set_to_none=True)
+            if not math.isfinite(stats["loss"]):
+                bad += 1
+            else:
+                loss.backward()
+                gn = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clip)
+                if math.isfinite(float(gn)):
+                    self.opt.step()
+                    bad = 0
+                else:
+                    bad += 1
+            self.step += 1
+            if math.isfinite(stats["loss"]):
+                ema = stats["loss"] if ema is None else 0.99 * ema + 0.01 * stats["loss"]
+            if bad > 20 or (ema_ckpt is not None and ema is not None and ema > 3 * ema_ckpt
+                            and self.step % 50 == 0):
+                print(f"step {self.step}: loss spike or NaN (ema {ema}), rolling back",
+                      flush=True)
+                self.load(self.out / "last.ckpt")
+                self.lr_scale *= 0.5
+                ema, bad = None, 0
+                continue
+            if self.step % 50 == 0:
+                log.writerow([self.step, f"{self.wall_s:.1f}", f"{self.cpu_s:.1f}", f"{lr:.2e}",
+                              *(f"{stats[k]:.5f}" for k in ("loss", "bpp", "dist", "coded"))])
+                logf.flush()
+            if self.step % cfg.ckpt_every == 0:
+                self.save("last.ckpt", phase)
+                ema_ckpt = ema
+                print(f"step {self.step} {self.cpu_s / 3600:.3f} CPU-h lr {lr:.1e} "
+                      f"loss {ema:.4f}", flush=True)
+        for row in validate(self.net, self.val):
+            vlog.writerow([self.step, f"{self.cpu_s / 3600:.4f}", row["knob"],
+                           f"{row['bpp']:.4f}", f"{row['psnr']:.3f}", f"{row['coded']:.3f}"])
+        self.save("last.ckpt", phase)
+        logf.close()
+        valf.close()
+        print(f"done: step {self.step}, {self.wall_s / 3600:.2f} h wall, "
+              f"{self.cpu_s / 3600:.2f} CPU-h", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lcodec.train.rdloop", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path, help="run folder (created; resumed if it has last.ckpt)")
+    ap.add_argument("--config", type=Path, default=None,
+                    help="config JSON (default: the run's own, else configs/v2-mse.json)")
+    ap.add_argument("--budget-minutes", type=float, required=True)
+    ap.add_argument("--decay-minutes", type=float, default=0.0)
+    args = ap.parse_args(argv)
+    args.run.mkdir(parents=True, exist_ok=True)
+    own = args.run / "config.json"
+    src = args.config or (own if own.exists() else Path("configs/v2-mse.json"))
+    cfg = RDConfig.load(src)
+    if not own.exists():
+        own.write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    Run(args.run, cfg).train(args.budget_minutes, args.decay_minutes)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
