@@ -26,6 +26,7 @@ demo: $(STAMP)
 	$(BIN)/lcodec encode $(DEMO_IMAGE) $(OUT)/demo.lic --bpp $(DEMO_BPP) --force -v
 	$(BIN)/lcodec decode $(OUT)/demo.lic $(OUT)/demo.png --force -v
 	$(BIN)/lcodec info $(OUT)/demo.lic
+	@$(BIN)/python scripts/demo_vs_jpeg.py $(DEMO_IMAGE) $(OUT)/demo.lic $(OUT)/demo.png
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -166,7 +166,8 @@ class EntropyStages(Protocol):
         """The :class:`~lcodec.nets.cwic.Encoded` symbols of a parsed file."""
 
 
-def _encoded(t: StageTimer, model, qi: np.ndarray, luma: np.ndarray, chroma: np.ndarray):
+def _encoded(t: StageTimer, model, qi: np.ndarray, luma: np.ndarray, chroma: np.ndarray,
+             knob: float):
     """Host arrays → :class:`~lcodec.nets.cwic.Encoded` on the model's device (as
     ``codec.decode_codes``), timed as network."""
     import torch
@@ -177,7 +178,7 @@ def _encoded(t: StageTimer, model, qi: np.ndarray, luma: np.ndarray, chroma: np.
         dev = model.device
         return Encoded(torch.from_numpy(qi)[None, None].to(dev),
                        torch.from_numpy(luma)[None].to(dev),
-                       torch.from_numpy(chroma)[None].to(dev))
+                       torch.from_numpy(chroma)[None].to(dev), knob=knob)
 
 
 class StaticContextStages:
@@ -272,7 +273,7 @@ class StaticContextStages:
         else:
             chroma = self._decode_cuboid(t, lic.sections[SectionType.CHROMA], m_c,
                                          tables["entropy.chroma"])
-        return _encoded(t, model, qi, luma, chroma)
+        return _encoded(t, model, qi, luma, chroma, lic.header.rate_knob)
 
 
 class _TimedDecoder:
@@ -347,7 +348,7 @@ class TcaeStages:
                     chroma = tm.chroma.decode(_TimedDecoder(t, secs[SectionType.CHROMA]), m_c)
         except ValueError as exc:  # as TcaeCoder.decode
             raise LicError(f"malformed TCAE-coded sections ({exc})") from None
-        return _encoded(t, model, qi, luma, chroma)
+        return _encoded(t, model, qi, luma, chroma, lic.header.rate_knob)
 
 
 def _entropy_stages() -> dict:

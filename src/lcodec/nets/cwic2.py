@@ -223,12 +223,14 @@ class CWIC2(nn.Module):
         return torch.cat([y, self.chroma_dec(z_c, feats)], 1) + 0.5
 
     # -- training ----------------------------------------------------------------------
-    def forward(self, ycc: torch.Tensor, knob: torch.Tensor, use_mask: bool = True
-                ) -> dict[str, torch.Tensor]:
+    def forward(self, ycc: torch.Tensor, knob: torch.Tensor, use_mask: bool = True,
+                decoder_noise: bool = False) -> dict[str, torch.Tensor]:
         """Training pass at per-image knobs (N,).
 
-        The decoder sees straight-through rounded codes; the rate term sees the codes plus
-        uniform noise, costed by the interpolated per-anchor priors. Returns the
+        The decoder sees straight-through rounded codes (or, with ``decoder_noise``, the
+        codes plus uniform noise, as in Ballé et al. 2017: smoother early learning); the rate
+        term sees the codes plus uniform noise, costed by the interpolated per-anchor priors.
+        Returns the
         reconstruction, ``bits`` (N,) (codes under the mask + importance map), and
         ``range_loss`` (codes pushed back inside the T levels).
         """
@@ -243,6 +245,8 @@ class CWIC2(nn.Module):
         u_c = u + (torch.clamp(u, 0.0, t - 1.0) - u).detach()
         u_hat = u_c + (torch.round(u_c) - u_c).detach()
         noisy = u + torch.empty_like(u).uniform_(-0.5, 0.5)
+        if decoder_noise:
+            u_hat = torch.clamp(noisy, -0.5, t - 0.5)
         cost = -F.log_softmax(interpolate(self.prior_codes, knob), -1) / math.log(2)
         code_bits = interp_cost(cost, noisy)
         p = self._levels(logits, knob)

@@ -60,10 +60,15 @@ class RDConfig:
     threads: int = 2
     amp: bool = True
     init: str | None = None  # weights to start a new run from (a checkpoint or snapshot)
+    use_mask: bool = True  # False: every code map everywhere (the importance-map ablation)
+    knob_range: tuple[float, float] = (-1.0, 1.0)  # knobs drawn in training (ablations: one)
+    decoder_noise: bool = True  # constant-LR phase: the decoder sees noisy codes (STE in decay)
 
     @classmethod
     def load(cls, path: Path) -> RDConfig:
         raw = json.loads(path.read_text())
+        if "knob_range" in raw:
+            raw["knob_range"] = tuple(raw["knob_range"])
         unknown = sorted(set(raw) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"{path}: unknown config keys {', '.join(unknown)}")
@@ -95,10 +100,10 @@ def _distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str) -> torch.Tensor
                                 win_size=7))
 
 
-def rd_loss(net: CWIC2, x: torch.Tensor, knob: torch.Tensor, cfg: RDConfig
-            ) -> tuple[torch.Tensor, dict[str, float]]:
+def rd_loss(net: CWIC2, x: torch.Tensor, knob: torch.Tensor, cfg: RDConfig,
+            decoder_noise: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
     lam_range = net.cfg.lam_range
-    out = net(x, knob)
+    out = net(x, knob, use_mask=cfg.use_mask, decoder_noise=decoder_noise)
     bpp = out["bits"] / (x.shape[2] * x.shape[3])
     dist = distortion(x, out["x_hat"], cfg.distortion)
     lam = lam_of(knob, lam_range)
@@ -200,12 +205,32 @@ class Run:
             print(f"resumed {src.name} at step {self.step} "
                   f"({self.cpu_s / 3600:.2f} CPU-h so far)", flush=True)
         elif self.cfg.init:
-            st = torch.load(self.cfg.init, map_location="cpu", weights_only=False)
+            self.init_from(Path(self.cfg.init))
+
+    def init_from(self, path: Path) -> None:
+        """Start from a checkpoint's weights, or from shipped fp16 weights (a new machine
+        continues a run from the committed model: steps and CPU time continue from its card;
+        the optimizer starts afresh)."""
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = {k: v.float() for k, v in load_file(str(path)).items()
+                     if not k.startswith("entropy.")}
+            self.net.load_state_dict(state)
+            card = path.with_suffix(".json")
+            training = json.loads(card.read_text()).get("training", {}) if card.exists() else {}
+            self.step = int(training.get("steps_done", 0))
+            self.cpu_s = 3600 * float(training.get("cpu_hours", 0.0))
+            self.wall_s = 3600 * float(training.get("wall_hours", 0.0))
+        else:
+            st = torch.load(path, map_location="cpu", weights_only=False)
             self.net.load_state_dict(st.get("model", st))
-            print(f"initialised from {self.cfg.init}", flush=True)
+        print(f"initialised from {path} (step {self.step})", flush=True)
 
     # -- the loop ----------------------------------------------------------------------
-    def train(self, budget_min: float, decay_min: float) -> None:
+    def train(self, budget_min: float, decay_min: float, max_steps: int | None = None) -> None:
+        """Train for ``budget_min`` minutes of wall time (the last ``decay_min`` decaying the
+        LR), or until the run has made ``max_steps`` steps in all."""
         cfg = self.cfg
         torch.set_num_threads(cfg.threads)
         self.resume()
@@ -223,7 +248,7 @@ class Run:
             el = time.time() - start
             self.wall_s = wall0 + el
             self.cpu_s = cpus0 + time.process_time() - cpu0
-            if el >= budget:
+            if el >= budget or (max_steps is not None and self.step >= max_steps):
                 break
             if el >= budget - decay and phase == "constant":
                 self.save("stable.ckpt", "constant")
@@ -240,9 +265,11 @@ class Run:
                 valf.flush()
                 last_val = el
             x = rgb_to_ycbcr(self.sampler.batch(cfg.batch))
-            knob = torch.rand(cfg.batch) * 2 - 1
+            lo, hi = cfg.knob_range
+            knob = lo + (hi - lo) * torch.rand(cfg.batch)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.amp):
-                loss, stats = rd_loss(self.net, x, knob, cfg)
+                loss, stats = rd_loss(self.net, x, knob, cfg,
+                                      decoder_noise=cfg.decoder_noise and phase == "constant")
             self.opt.zero_grad(set_to_none=True)
             if not math.isfinite(stats["loss"]):
                 bad += 1
@@ -292,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="config JSON (default: the run's own, else configs/v2-mse.json)")
     ap.add_argument("--budget-minutes", type=float, required=True)
     ap.add_argument("--decay-minutes", type=float, default=0.0)
+    ap.add_argument("--max-steps", type=int, default=None, help="stop at this many steps")
     args = ap.parse_args(argv)
     args.run.mkdir(parents=True, exist_ok=True)
     own = args.run / "config.json"
@@ -299,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = RDConfig.load(src)
     if not own.exists():
         own.write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    Run(args.run, cfg).train(args.budget_minutes, args.decay_minutes)
+    Run(args.run, cfg).train(args.budget_minutes, args.decay_minutes, args.max_steps)
     return 0
 
 

@@ -1,0 +1,122 @@
+"""Network v2: a base layer everywhere, a rate term that is a code length, variable rate by
+interpolated gains, and a trainer that resumes exactly and exports a loadable model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lcodec.config import CONFIGS
+from lcodec.nets.cwic2 import CWIC2, interp_cost, interpolate
+from lcodec.quant import code_mask
+
+TINY = dataclasses.replace(CONFIGS["v2"], widths=(8, 12, 12), chroma_widths=(4, 8, 8),
+                           n_luma=16, n_chroma=4)
+
+
+@pytest.fixture()
+def net() -> CWIC2:
+    torch.manual_seed(0)
+    return CWIC2(TINY).eval()
+
+
+def test_interpolated_tables_equal_their_rows_at_the_anchor_knobs() -> None:
+    table = torch.arange(12.0).view(6, 2)
+    knobs = torch.linspace(-1, 1, 6)
+    assert torch.allclose(interpolate(table, knobs), table, atol=1e-5)
+    mid = interpolate(table, torch.tensor([(knobs[2] + knobs[3]) / 2]))
+    assert torch.allclose(mid, (table[2] + table[3]) / 2)
+
+
+def test_the_rate_term_is_the_code_length_at_integer_symbols() -> None:
+    logits = torch.randn(1, 3, 16)
+    cost = -torch.log_softmax(logits, -1) / math.log(2)
+    sym = torch.randint(0, 16, (1, 3, 4, 5))
+    want = torch.gather(cost, 2, sym.view(1, 3, -1)).view(1, 3, 4, 5)
+    assert torch.allclose(interp_cost(cost, sym.float()), want)
+
+
+def test_every_position_keeps_the_base_layer_at_the_lowest_knob(net) -> None:
+    ycc = torch.rand(1, 3, 64, 48)
+    e_y, e_c, p = net.analyse(ycc)
+    codes = net.quantize(e_y, e_c, -1e3 * torch.ones_like(p), -1.0)  # importance as low as it goes
+    assert int(codes.qi.min()) == TINY.base_level
+    mask_c = code_mask(codes.qi, TINY.n_chroma, TINY.imp_levels)
+    assert bool(mask_c[:, 0].all()), "chroma keeps at least one map everywhere"
+    assert bool(code_mask(codes.qi, TINY.n_luma, TINY.imp_levels)[:, :2].all())
+
+
+def test_decoding_uses_the_knob_the_codes_were_made_at(net) -> None:
+    ycc = torch.rand(1, 3, 32, 32)
+    e_y, e_c, p = net.analyse(ycc)
+    codes = net.quantize(e_y, e_c, p, 0.5)
+    assert codes.knob == 0.5
+    same = net.decompress(codes)
+    other = net.decompress(dataclasses.replace(codes, knob=-0.5))
+    assert not torch.allclose(same, other)
+
+
+def test_training_pass_gives_finite_bits_and_gradients_reach_the_importance_map(net) -> None:
+    net.train()
+    out = net(torch.rand(2, 3, 32, 32), torch.tensor([-0.7, 0.7]))
+    assert out["bits"].shape == (2,) and bool(torch.isfinite(out["bits"]).all())
+    out["bits"].sum().backward()
+    grad = net.importance[-1].weight.grad
+    assert grad is not None and float(grad.abs().sum()) > 0
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        arr = np.clip(np.cumsum(rng.integers(-9, 10, (48, 64, 3)), axis=1) + 128, 0, 255)
+        Image.fromarray(arr.astype(np.uint8)).save(folder / f"img{i}.png")
+    return folder
+
+
+def _run(folder, out, steps: int, monkeypatch):
+    from lcodec.train import rdloop
+
+    monkeypatch.setitem(CONFIGS, "v2-tiny", TINY)
+    cfg = rdloop.RDConfig(data=str(folder), net="v2-tiny", batch=2, crop=32, val_fraction=0.3,
+                          val_crop=32, ckpt_every=2, threads=1)
+    out.mkdir(exist_ok=True)
+    rdloop.Run(out, cfg).train(budget_min=60, decay_min=0, max_steps=steps)
+    return torch.load(out / "last.ckpt", weights_only=False)
+
+
+def test_a_resumed_v2_run_ends_exactly_where_an_uninterrupted_one_does(
+        tmp_path, image_folder, monkeypatch) -> None:
+    straight = _run(image_folder, tmp_path / "a", 4, monkeypatch)
+    _run(image_folder, tmp_path / "b", 2, monkeypatch)
+    resumed = _run(image_folder, tmp_path / "b", 4, monkeypatch)
+    assert straight["step"] == resumed["step"] == 4
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    val = (tmp_path / "b" / "val.csv").read_text().splitlines()
+    assert len(val) >= 6 and all(len(row.split(",")) == 6 for row in val)
+
+
+def test_v2_export_writes_a_model_the_codec_loads_with_its_curve(
+        tmp_path, image_folder, monkeypatch) -> None:
+    from lcodec import api, container
+    from lcodec.train.export import export
+
+    _run(image_folder, tmp_path / "run", 2, monkeypatch)
+    out = export(tmp_path / "run", "tiny2", 4, tmp_path / "models")
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["architecture"] == "cwic2" and card["training"]["steps_done"] == 2
+    assert card["learning_curve"] and card["compute"]["kmac_per_pixel"]["decoder"] > 0
+    assert card["entropy"]["knobs"][0] == -1.0 and card["entropy"]["knobs"][-1] == 1.0
+    monkeypatch.setenv("LCODEC_MODELS", str(tmp_path / "models"))
+    rgb = np.asarray(Image.open(next(image_folder.iterdir())).convert("RGB"))
+    small, large = (api.encode(rgb, model="tiny2", knob=k) for k in (-1.0, 1.0))
+    assert container.unpack(large).header.rate_knob == 1.0
+    assert api.decode_array(small).shape == rgb.shape == api.decode_array(large).shape
