@@ -2,7 +2,8 @@
 
 ``python scripts/plot_learning_curve.py RUN_DIR OUT.png`` reads ``RUN_DIR/val.csv`` (written
 by ``python -m lcodec.train.rdloop``: step, CPU-hours, knob, bpp, PSNR, coded fraction) and
-draws one line per rate knob, plus a markdown table of the last validation on stdout.
+draws one line per rate knob (rows a resume went back behind are dropped), plus a markdown
+table of the last validation on stdout.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from lcodec.train.export import learning_curve  # noqa: E402
+
 
 def main(argv: list[str]) -> int:
     run, out = Path(argv[0]), Path(argv[1])
     by_knob: dict[float, list[tuple[float, float, float]]] = defaultdict(list)
-    for line in (run / "val.csv").read_text().splitlines():
-        step, cpu_h, knob, bpp, psnr, *_ = line.split(",")
-        by_knob[float(knob)].append((float(cpu_h), float(psnr), float(bpp)))
+    for row in learning_curve(run):
+        by_knob[row["knob"]].append((row["cpu_hours"], row["psnr"], row["bpp"]))
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     for knob, rows in sorted(by_knob.items()):
         hours = [r[0] for r in rows]

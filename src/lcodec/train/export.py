@@ -102,15 +102,20 @@ def _load_run(path: Path) -> tuple[CWIC | CWIC2, dict, dict]:
 
 
 def learning_curve(run: Path) -> list[dict]:
-    """The validation rows of a v2 run's ``val.csv`` (step, CPU-hours, knob, bpp, PSNR)."""
+    """The validation rows of a v2 run's ``val.csv`` (step, CPU-hours, knob, bpp, PSNR) on the
+    path to its last state: rows a resume went back behind (a run resumed from an earlier
+    checkpoint, or from ``stable.ckpt`` after a decay) are dropped."""
     path = (run if run.is_dir() else run.parent) / "val.csv"
     if not path.exists():
         return []
-    rows = []
+    rows: list[dict] = []
     for line in path.read_text().splitlines():
         step, cpu_h, knob, bpp, psnr, *_ = line.split(",")
-        rows.append({"step": int(step), "cpu_hours": float(cpu_h), "knob": float(knob),
-                     "bpp": float(bpp), "psnr": float(psnr)})
+        row = {"step": int(step), "cpu_hours": float(cpu_h), "knob": float(knob),
+               "bpp": float(bpp), "psnr": float(psnr)}
+        if rows and row["step"] < rows[-1]["step"]:
+            rows = [r for r in rows if r["step"] < row["step"]]
+        rows.append(row)
     return rows
 
 

@@ -15,8 +15,9 @@ geometrically to ``lr_final`` for the weights shipped from that session; ``stabl
 the state where the decay began, and the next session resumes from it (the decayed state is
 for export only). Guards: gradients are clipped, non-finite steps are skipped, and a loss
 spike (EMA over 3× its value at the last checkpoint) rolls back to that checkpoint with half
-the LR. ``log.csv`` logs training, ``val.csv`` the held-out validation (PSNR and estimated bpp
-at several knobs against CPU-hours).
+the LR. ``log.csv`` logs training (step, wall s, CPU s, LR, loss, bpp, distortion, coded
+fraction, every 50 steps), ``val.csv`` the held-out validation (step, CPU-hours, knob,
+estimated bpp, PSNR, coded fraction); neither has a header row.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class RDConfig:
     init: str | None = None  # weights to start a new run from (a checkpoint or snapshot)
     use_mask: bool = True  # False: every code map everywhere (the importance-map ablation)
     knob_range: tuple[float, float] = (-1.0, 1.0)  # knobs drawn in training (ablations: one)
-    decoder_noise: bool = True  # constant-LR phase: the decoder sees noisy codes (STE in decay)
+    decoder_noise: bool = False  # True: the decoder sees noisy codes until the decay (STE then)
 
     @classmethod
     def load(cls, path: Path) -> RDConfig:
@@ -284,8 +285,8 @@ class Run:
             self.step += 1
             if math.isfinite(stats["loss"]):
                 ema = stats["loss"] if ema is None else 0.99 * ema + 0.01 * stats["loss"]
-            if bad > 20 or (ema_ckpt is not None and ema is not None and ema > 3 * ema_ckpt
-                            and self.step % 50 == 0):
+            spike = ema_ckpt is not None and ema is not None and ema > 3 * ema_ckpt
+            if (bad > 20 or (spike and self.step % 50 == 0)) and (self.out / "last.ckpt").exists():
                 print(f"step {self.step}: loss spike or NaN (ema {ema}), rolling back",
                       flush=True)
                 self.load(self.out / "last.ckpt")
