@@ -81,6 +81,7 @@ def decode_codes(payload: bytes, mask: np.ndarray, table: np.ndarray) -> np.ndar
         c1, c2 = _code_contexts(codes, mask, k)
         sel = mask[k]
         codes[k][sel] = dec.decode(table[k][c1[sel], c2[sel]])
+    dec.finish()
     return codes
 
 
@@ -100,6 +101,7 @@ def decode_importance(payload: bytes, shape: tuple[int, int], table: np.ndarray)
         if i:
             upleft[1:] = qi[i - 1, :-1] + 1
         qi[i] = dec.decode(table[up, upleft])
+    dec.finish()
     return qi
 
 
