@@ -113,7 +113,7 @@ def _assert_same_pixels(got: dict, entry: dict) -> str:
     assert got["changed"] <= MAX_CHANGED, f"{got['changed']:.1%} of the samples changed"
     if got["max_diff"] == 0:
         return "tolerance: equal to the reference PNG, not to the MANIFEST hash"
-    return (f"tolerance: within 1 level of the reference PNG in {got["changed"]:.3%} of the "
+    return (f"tolerance: within 1 level of the reference PNG in {got['changed']:.3%} of the "
             "samples")
 
 
