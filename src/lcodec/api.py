@@ -231,6 +231,7 @@ def decode_with_notices(data: Any, device: str = "cpu",
     d = decode_full(data, device, max_pixels)
     im = to_pil(d.pixels, d.gray, d.alpha)
     icc, exif, notices = checked_metadata(d.icc, d.exif)
+    del d  # the pixels now live in ``im``: do not hold them twice while it is saved
     if icc:
         im.info["icc_profile"] = icc
     if exif:

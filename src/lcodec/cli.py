@@ -35,6 +35,16 @@ def _read_input(path: str) -> bytes:
         raise LcodecError(f"cannot read {path}: {exc.strerror}") from None
 
 
+def _input_file(path: str) -> str:
+    """An input path that exists and is a file (the same errors as :func:`_read_input`)."""
+    p = Path(path)
+    if p.is_dir():
+        raise LcodecError(f"{path} is a directory, not a file")
+    if not p.exists():
+        raise LcodecError(f"{path} not found")
+    return path
+
+
 def _check_output(path: str, force: bool) -> None:
     """Fail before any work if the output exists (without --force) or cannot be created."""
     if path == "-":
@@ -135,8 +145,9 @@ def _encode_one(input_path: str, output_path: str, opts: dict) -> dict:
 
     _check_output(output_path, opts["force"])
     t0 = time.perf_counter()
-    raw = _read_input(input_path)
-    src = load_image(io.BytesIO(raw), "stdin" if input_path == "-" else input_path,
+    # A file is opened by path, so its compressed bytes are not held during the encode.
+    source = io.BytesIO(_read_input("-")) if input_path == "-" else _input_file(input_path)
+    src = load_image(source, "stdin" if input_path == "-" else input_path,
                      opts["alpha"], opts["strip"])
     res = api.encode_with_stats(src, bpp=opts["bpp"], size=opts["size"], psnr=opts["psnr"],
                                 quality=opts["quality"], knob=opts["knob"],
@@ -204,26 +215,22 @@ class Terminated(KeyboardInterrupt):
 
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+_main_pid = os.getpid()  # the process whose main() installed the handlers
 _busy = False  # a worker is inside a job (so a stop signal must unwind it, not just exit)
 
 
-def _raise_terminated(signum: int, _frame) -> None:
+def _on_stop_signal(signum: int, _frame) -> None:
+    """Unwind like Ctrl-C (temporary files are removed on the way). A batch worker (forked:
+    another pid) that is not inside a job, e.g. still starting, exits at once instead."""
+    if os.getpid() != _main_pid and not _busy:
+        os._exit(128 + signum)
     raise Terminated(signum)
 
 
-def _worker_signal(signum: int, _frame) -> None:
-    """In a worker: unwind the job in progress (its temporary file is removed on the way),
-    or exit at once when idle."""
-    if _busy:
-        raise Terminated(signum)
-    os._exit(128 + signum)
-
-
 def _worker_init(threads: int) -> None:
+    signal.signal(signal.SIGINT, _on_stop_signal)  # first: a signal may come during imports
     import torch
 
-    for sig in (signal.SIGINT, *_STOP_SIGNALS):
-        signal.signal(sig, _worker_signal)
     torch.set_num_threads(threads)
 
 
@@ -496,9 +503,11 @@ def _catch_stop_signals() -> dict:
     """Turn SIGTERM and SIGHUP into :class:`Terminated` (only possible in the main thread)."""
     import threading
 
+    global _main_pid
     if threading.current_thread() is not threading.main_thread():
         return {}
-    return {sig: signal.signal(sig, _raise_terminated) for sig in _STOP_SIGNALS}
+    _main_pid = os.getpid()
+    return {sig: signal.signal(sig, _on_stop_signal) for sig in _STOP_SIGNALS}
 
 
 def _main(argv: list[str] | None) -> int:

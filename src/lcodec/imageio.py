@@ -30,6 +30,8 @@ _PIL_ERRORS = (ValueError, OSError, SyntaxError, TypeError, KeyError, IndexError
 # A mode a format cannot hold is widened to one holding the same samples.
 _WIDER = {"L": "RGB", "LA": "RGBA"}
 _FORMAT_HINT = "decode to .png, .tif or .webp"
+_ORIENTATION = 0x0112  # EXIF tag
+STRIP_ROWS = 256  # rows converted at a time (memory: a strip, not a copy of the image)
 
 
 @dataclass
@@ -83,7 +85,8 @@ def from_pil(im: Image.Image, name: str = "input", alpha: str = "keep",
     _check_pixels(im, name)
     deep = _deep_samples(im) if deep is None else deep
     icc = None if strip else im.info.get("icc_profile") or None
-    im = ImageOps.exif_transpose(im)
+    if im.getexif().get(_ORIENTATION, 1) != 1:  # (transposing copies the whole image)
+        im = ImageOps.exif_transpose(im)
     exif = None
     if not strip:
         exif_obj = im.getexif()
@@ -100,11 +103,23 @@ def from_pil(im: Image.Image, name: str = "input", alpha: str = "keep",
     a = None
     if _has_alpha(im):
         if alpha == "keep":
-            a = np.array(im.convert("RGBA" if not gray else "LA").getchannel("A"))
+            with_alpha = "RGBA" if not gray else "LA"
+            a = _by_strips(im, lambda s: s.convert(with_alpha).getchannel("A"), ())
         else:
             notices.append(f"{name}: alpha channel dropped (--alpha drop)")
-    rgb = np.array(im.convert("L").convert("RGB") if gray else im.convert("RGB"))
+    rgb = _by_strips(im, (lambda s: s.convert("L").convert("RGB")) if gray
+                     else (lambda s: s.convert("RGB")), (3,))
     return SourceImage(rgb, gray, a, icc, exif, notices)
+
+
+def _by_strips(im: Image.Image, convert, channels: tuple[int, ...]) -> np.ndarray:
+    """``np.asarray(convert(im))`` for a per-pixel ``convert``, made a strip of rows at a time,
+    so that no converted copy of the whole image exists beside the result."""
+    out = np.empty((im.height, im.width, *channels), dtype=np.uint8)
+    for y in range(0, im.height, STRIP_ROWS):
+        strip = im.crop((0, y, im.width, min(im.height, y + STRIP_ROWS)))
+        out[y : y + strip.height] = np.asarray(convert(strip))
+    return out
 
 
 def load_image(source: str | Path | BinaryIO, name: str = "input", alpha: str = "keep",
