@@ -42,6 +42,7 @@ eval: $(STAMP)
 
 fuzz: $(STAMP)
 	$(BIN)/python tests/fuzzing.py --cases 10000
+	$(BIN)/python tests/fuzzing.py --cases 10000 --structured
 
 clean:
 	rm -rf $(OUT) .pytest_cache .ruff_cache

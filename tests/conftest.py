@@ -26,3 +26,13 @@ def odd_path() -> Path:
 @pytest.fixture(scope="session")
 def crop_rgb(crop_path: Path) -> np.ndarray:
     return np.asarray(Image.open(crop_path).convert("RGB"))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say which branch of the golden pixel check each golden file took."""
+    lines = [value for report in terminalreporter.stats.get("passed", [])
+             for name, value in report.user_properties if name == "golden_pixels"]
+    if lines:
+        terminalreporter.section("golden pixels: which check each file passed")
+        for line in sorted(lines):
+            terminalreporter.line(line)

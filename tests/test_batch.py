@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
 
 from lcodec.cli import main
 
@@ -38,3 +46,74 @@ def test_batch_refuses_to_overwrite_without_force(tmp_path, crop_path, capsys) -
 def test_single_mode_needs_two_paths(capsys) -> None:
     assert main(["encode", "only-one.png"]) == 2
     assert "IN and OUT" in capsys.readouterr().err
+
+
+def test_batch_verbose_prints_psnr_for_every_file(tmp_path, crop_path, odd_path,
+                                                  capsys) -> None:
+    code = main(["encode", str(crop_path), str(odd_path), "-o", str(tmp_path), "-v",
+                 "--knob", "0"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if " -> " in ln]
+    assert code == 0 and len(lines) == 2 and all("PSNR" in ln for ln in lines), err
+
+
+def test_batch_prints_each_files_notices(tmp_path, crop_path, capsys) -> None:
+    from PIL import Image
+
+    rgba = tmp_path / "in" / "rgba.png"
+    rgba.parent.mkdir()
+    Image.open(crop_path).convert("RGBA").save(rgba)
+    code = main(["encode", str(rgba), str(crop_path), "-o", str(tmp_path / "o"), "--knob", "0",
+                 "--alpha", "drop"])
+    assert code == 0 and "Notice: rgba.png" in capsys.readouterr().err.replace(str(rgba),
+                                                                                 "rgba.png")
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_stops_the_batch_workers_and_leaves_no_partial_file(
+        sig, tmp_path, crop_path) -> None:
+    from PIL import Image
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    big = Image.open(crop_path).convert("RGB").resize((768, 512))
+    for i in range(16):
+        big.save(inputs / f"im{i:02}.png", compress_level=0)
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lcodec.cli", "encode",
+                             *sorted(str(p) for p in inputs.iterdir()), "-o", str(out),
+                             "-j", "2", "--knob", "0", "-q"], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180  # a loaded machine starts torch slowly
+    while not list(out.glob("*.lic")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    assert len(workers) >= 2 and proc.poll() is None, "the batch ended before the signal"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + sig, (proc.returncode, err)
+    assert "Traceback" not in err, err
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [w for w in workers if _alive(w)], "workers outlived the batch"
+    done = sorted(p.name for p in out.iterdir())
+    time.sleep(1.0)
+    assert sorted(p.name for p in out.iterdir()) == done, "outputs appeared after the exit"
+    assert all(name.endswith(".lic") and not name.startswith(".") for name in done), done
+    assert 0 < len(done) < 16

@@ -155,3 +155,206 @@ def test_info_writes_the_decoded_importance_map(tmp_path, lic_file, crop_path, c
     code, _, err = run(["info", str(lic_file), "--importance-map", str(tmp_path / "m.xyz")],
                        capsys)
     assert code != 0 and "format" in err
+
+
+GOLDEN = Path(__file__).parent / "golden"
+# (mode of the decoded image, output extension): the pairs whose Pillow writer refused the
+# mode with a ValueError, which reached the user as a traceback.
+REFUSED_BY_PILLOW = [("RGBA", ".eps"), ("LA", ".eps"), ("RGBA", ".ps"), ("LA", ".ps"),
+                     ("RGBA", ".pcx"), ("LA", ".pcx"), ("RGB", ".blp"), ("RGBA", ".blp"),
+                     ("L", ".blp"), ("LA", ".blp"), ("L", ".qoi"), ("LA", ".qoi"),
+                     ("LA", ".sgi"), ("LA", ".rgb"), ("LA", ".rgba"), ("LA", ".bw")]
+
+
+@pytest.fixture(scope="module")
+def lic_by_mode(tmp_path_factory, odd_path) -> dict[str, Path]:
+    """A small .lic file that decodes to each PIL mode."""
+    from PIL import Image
+
+    from lcodec import api
+
+    folder = tmp_path_factory.mktemp("modes")
+    la = Image.open(odd_path).convert("LA")
+    (folder / "la.lic").write_bytes(api.encode(la, knob=0.0))
+    return {"RGB": GOLDEN / "v1.0-static-rgb-odd.lic",
+            "RGBA": GOLDEN / "v1.0-static-rgba-odd.lic",
+            "L": GOLDEN / "v1.0-static-gray-odd.lic", "LA": folder / "la.lic"}
+
+
+@pytest.mark.parametrize(("mode", "ext"), REFUSED_BY_PILLOW,
+                         ids=[f"{m}{e}" for m, e in REFUSED_BY_PILLOW])
+def test_decode_to_any_format_converts_losslessly_or_refuses_in_one_line(
+        mode, ext, lic_by_mode, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    out = tmp_path / f"x{ext}"
+    code, _, err = run(["decode", str(lic_by_mode[mode]), str(out)], capsys)
+    assert "Traceback" not in err
+    if code == 0:  # widened to a mode holding the same samples, with a notice
+        assert err.startswith("Notice:") and "same samples" in err, err
+        with Image.open(out) as back:
+            assert back.size == (77, 45)
+    else:
+        _assert_clean_failure(code, err, tmp_path, set())
+        assert "cannot hold" in err
+
+
+def test_decode_refuses_a_format_that_cannot_hold_the_image_before_decoding(
+        lic_by_mode, tmp_path, capsys, monkeypatch) -> None:
+    from lcodec import api
+
+    monkeypatch.setattr(api, "decode_full", lambda *a, **k: pytest.fail("decoded anyway"))
+    code, _, err = run(["decode", str(lic_by_mode["RGBA"]), str(tmp_path / "x.eps")], capsys)
+    _assert_clean_failure(code, err, tmp_path, set())
+
+
+def _png_with_exif(path: Path, exif_bytes: bytes) -> None:
+    from PIL import Image
+
+    Image.open(Path(__file__).parent / "data" / "kodim05_odd.png").save(path, exif=exif_bytes)
+
+
+def test_decode_to_jpeg_drops_exif_over_64_kb_with_a_notice(tmp_path, capsys) -> None:
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 70_000  # ImageDescription: more EXIF than one JPEG marker holds
+    src, lic, jpg = tmp_path / "big-exif.png", tmp_path / "a.lic", tmp_path / "a.jpg"
+    _png_with_exif(src, exif.tobytes())
+    assert run(["encode", str(src), str(lic), "-q"], capsys)[0] == 0
+    code, _, err = run(["decode", str(lic), str(jpg)], capsys)
+    assert code == 0 and "EXIF" in err and "Traceback" not in err, err
+    with Image.open(jpg) as back:
+        assert back.format == "JPEG" and back.size == (77, 45)
+    png = tmp_path / "a.png"  # a format that holds it keeps it
+    assert run(["decode", str(lic), str(png)], capsys)[0] == 0
+    assert Image.open(png).getexif()[0x010E] == "x" * 70_000
+
+
+def _with_metadata(record_kind: int, blob: bytes) -> bytes:
+    import struct
+
+    from lcodec import container
+
+    lic = container.unpack((GOLDEN / "v1.0-static-rgb-odd.lic").read_bytes())
+    meta = struct.pack("<BI", record_kind, len(blob)) + blob
+    sections = {**lic.sections, container.SectionType.METADATA: meta}
+    return container.pack(container.LicFile(lic.header, sections))
+
+
+@pytest.mark.parametrize("ext", [".tif", ".png", ".jpg", ".webp"])
+@pytest.mark.parametrize(("kind", "name"), [(2, "EXIF"), (1, "ICC")])
+def test_decode_drops_crafted_metadata_with_a_notice_instead_of_traceback(
+        ext, kind, name, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    import lcodec
+
+    bad = tmp_path / "crafted.lic"
+    bad.write_bytes(_with_metadata(kind, b"garbage " * 8))  # valid section CRC
+    out = tmp_path / f"x{ext}"
+    code, _, err = run(["decode", str(bad), str(out)], capsys)
+    assert code == 0 and err.startswith("Notice:") and name in err and "dropped" in err, err
+    with Image.open(out) as back:
+        assert back.size == (77, 45) and "exif" not in back.info
+    assert not {"exif", "icc_profile"} & set(lcodec.decode(bad.read_bytes()).info)
+
+
+def test_info_takes_max_pixels_as_its_error_message_suggests(tmp_path, capsys) -> None:
+    import dataclasses
+
+    from lcodec import container
+
+    lic = container.unpack((GOLDEN / "v1.0-static-rgb-odd.lic").read_bytes())
+    huge = dataclasses.replace(lic.header, width=20_000, height=6_000)  # 120 MP
+    path = tmp_path / "huge.lic"
+    path.write_bytes(container.pack(container.LicFile(huge, lic.sections)))
+    code, _, err = run(["info", str(path)], capsys)
+    assert code == 1 and "higher limit" in err
+    code, out, _ = run(["info", str(path), "--max-pixels", "200000000", "--json"], capsys)
+    assert code == 0 and json.loads(out)["width"] == 20_000
+    code, _, err = run(["info", str(GOLDEN / "v1.0-static-rgb-odd.lic"), "--max-pixels",
+                        "1000"], capsys)
+    assert code == 1 and "over the limit of 1000" in err
+
+
+def test_decode_refuses_a_lic_output_instead_of_encoding_again(tmp_path, lic_file,
+                                                                capsys) -> None:
+    out = tmp_path / "again.lic"
+    code, _, err = run(["decode", str(lic_file), str(out)], capsys)
+    _assert_clean_failure(code, err, tmp_path, set())
+    assert ".lic" in err and "image" in err
+    code, _, err = run(["decode", str(lic_file), "-o", str(tmp_path / "d"), "--format", "lic"],
+                       capsys)
+    assert code == 1 and ".lic" in err and not list((tmp_path / "d").glob("*.lic"))
+
+
+@pytest.fixture
+def locked_folder(tmp_path, monkeypatch) -> Path:
+    """A folder no file can be created in (mode 555; for root, whom modes do not stop, file
+    creation there is made to fail as on a read-only mount)."""
+    import errno
+    import tempfile
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):  # noqa: A002 - tempfile's own name
+        if dir is not None and Path(dir).resolve() == folder.resolve():
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    yield folder
+    folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+def test_an_unwritable_output_folder_is_named_before_any_encoding(
+        batch, locked_folder, crop_path, capsys, monkeypatch) -> None:
+    from lcodec import api
+
+    monkeypatch.setattr(api, "encode_with_stats", lambda *a, **k: pytest.fail("encoded"))
+    args = ["-o", str(locked_folder)] if batch else [str(locked_folder / "a.lic")]
+    code, _, err = run(["encode", str(crop_path), *args], capsys)
+    assert code == 1 and err.count("\n") == 1 and err.startswith("Error:"), err
+    assert str(locked_folder) in err and "not permitted" in err
+    assert os.listdir(locked_folder) == []
+
+
+def test_decode_into_an_unwritable_folder_names_it(locked_folder, lic_file, capsys) -> None:
+    code, _, err = run(["decode", str(lic_file), str(locked_folder / "a.png")], capsys)
+    assert code == 1 and str(locked_folder) in err and err.startswith("Error:")
+
+
+def _readme_option_table() -> dict[str, dict[str, bool]]:
+    """README's table of options: option -> {command: listed}."""
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    rows = readme.split("| option | encode | decode | info |")[1].splitlines()[2:]
+    table = {}
+    for line in rows:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        listed = dict(zip(("encode", "decode", "info"), (c == "✓" for c in cells[1:4]),
+                          strict=True))
+        for option in re.findall(r"`([^`]+)`", cells[0]):
+            table[option] = listed
+    return table
+
+
+def test_readme_option_table_matches_each_command() -> None:
+    from lcodec.cli import cli
+
+    table = _readme_option_table()
+    assert len(table) >= 9
+    for option, listed in table.items():
+        for command, claimed in listed.items():
+            names = {n for p in cli.commands[command].params for n in p.opts}
+            has = all(n in names for n in option.split("/"))
+            assert has == claimed, f"README says {option} {'is' if claimed else 'is not'} " \
+                                   f"an option of {command}"

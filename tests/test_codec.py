@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -238,3 +240,26 @@ def test_a_target_above_the_models_range_gives_its_largest_file_and_says_so(crop
     assert res.data == largest
     assert any("above the largest file lite-mse makes" in n for n in res.notices)
     assert not api.encode_with_stats(crop_rgb, bpp=0.5, model="lite-mse").notices
+
+
+GOLDEN_FILE = Path(__file__).parent / "golden" / "v1.0-static-rgb-odd.lic"
+
+
+@pytest.mark.parametrize("kind", ["str", "path", "file", "bytearray", "memoryview"])
+def test_decode_accepts_a_path_bytes_or_a_binary_file(kind) -> None:
+    import lcodec
+
+    data = GOLDEN_FILE.read_bytes()
+    arg = {"str": lambda: str(GOLDEN_FILE), "path": lambda: GOLDEN_FILE,
+           "file": lambda: GOLDEN_FILE.open("rb"), "bytearray": lambda: bytearray(data),
+           "memoryview": lambda: memoryview(data)}[kind]()
+    assert lcodec.decode(arg).tobytes() == lcodec.decode(data).tobytes()
+
+
+def test_decode_refuses_other_objects_with_an_lcodec_error(tmp_path) -> None:
+    import lcodec
+
+    for bad in (12, None, GOLDEN_FILE.open("r", encoding="latin-1"), str(tmp_path / "no.lic"),
+                tmp_path):
+        with pytest.raises(LcodecError):
+            lcodec.decode(bad)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -280,3 +282,36 @@ def test_symbols_round_trip_through_the_raw_coder() -> None:
     second = dec.decode(freqs[120:])
     assert np.array_equal(np.concatenate([first, second]), symbols)
     assert dec.decode(freqs[:0]).shape == (0,)
+
+
+def test_a_coded_stream_must_end_where_its_section_ends() -> None:
+    """Words appended to a stream (or its last word altered) are rejected, even where the
+    decoder would not read them (tensorflow-compression's decode_sanity_check)."""
+    rng = _rng(11)
+    for n in (1, 3, 40, 500):
+        freqs = frequencies_from_counts(rng.integers(0, 50, (n, T)))
+        symbols = rng.integers(0, T, n)
+        payload = encode_symbols(symbols, freqs)
+        dec = SymbolDecoder(payload)
+        assert np.array_equal(dec.decode(freqs), symbols)
+        dec.finish()
+        for extra in (b"\0\0\0\0", b"\x01\x02\x03\x04", bytes(8)):
+            dec = SymbolDecoder(payload + extra)
+            dec.decode(freqs)
+            with pytest.raises(LicError, match="beyond its coded symbols"):
+                dec.finish()
+
+
+@pytest.mark.parametrize("entry", sorted((Path(__file__).parent / "golden").glob("*.lic")),
+                         ids=lambda p: p.name)
+def test_golden_files_with_words_appended_inside_a_section_are_rejected(entry) -> None:
+    from lcodec import api, container
+
+    lic = container.unpack(entry.read_bytes())
+    api.decode_full(entry.read_bytes())  # the file itself decodes
+    coded = [t for t in lic.sections
+             if t not in (container.SectionType.ALPHA, container.SectionType.METADATA)]
+    for t in coded:
+        sections = {**lic.sections, t: lic.sections[t] + b"\0\0\0\0"}
+        with pytest.raises(LicError):
+            api.decode_full(container.pack(container.LicFile(lic.header, sections)))

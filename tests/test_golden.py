@@ -32,6 +32,22 @@ print(json.dumps(out))
 # must give the recorded pixel hash, or else differ from the reference decoding by at most
 # one level in a small fraction of the samples.
 MAX_CHANGED = 0.02
+# Which pixel hash is authoritative: MANIFEST's ``pixels_sha256``, recorded by the machine that
+# wrote the file, is the promise (the "exact" branch). The reference PNG beside each file is a
+# later decoding, the base of the "tolerance" branch. For these four files it was decoded on
+# another machine (an AMD EPYC, same torch build) and is not the manifest's pixels; its own
+# hash (pixels, then alpha, as MANIFEST hashes them) is recorded here so that the difference
+# is known and the PNG cannot change unnoticed. Every other PNG holds the manifest's pixels.
+REFERENCE_DECODED_ELSEWHERE = {
+    "v1.0-static-rgb-odd.lic":
+        "b35c1f14076fb9e54cdf7c379b2226954558699a7f24f885a0f435505464ce5a",
+    "v1.0-static-rgba-odd.lic":
+        "8e7b4d7f0d286d550a42e4d51f78b3da1f5fb4c606eea08bcb51ea86a361d0fa",
+    "v1.0-tcae-rgb-odd.lic":
+        "b35c1f14076fb9e54cdf7c379b2226954558699a7f24f885a0f435505464ce5a",
+    "v1.0-tcae-rgba-odd.lic":
+        "8e7b4d7f0d286d550a42e4d51f78b3da1f5fb4c606eea08bcb51ea86a361d0fa",
+}
 
 
 def test_there_are_golden_files_for_the_current_format() -> None:
@@ -50,21 +66,55 @@ def test_every_shipped_model_has_golden_files() -> None:
         assert info.model_id in ids, f"{info.name} has no golden files (make_golden.py)"
 
 
+def _reference_sha256(file: str) -> str:
+    """The reference PNG's planes hashed as MANIFEST hashes decoded pixels (RGB, then alpha)."""
+    import numpy as np
+    from PIL import Image
+
+    sys.path.insert(0, str(GOLDEN))
+    from make_golden import reference_path
+
+    ref = np.asarray(Image.open(reference_path(file)))
+    if ref.ndim == 2:
+        ref = np.repeat(ref[..., None], 3, axis=2)
+    digest = hashlib.sha256(np.ascontiguousarray(ref[..., :3]).tobytes())
+    if ref.shape[2] == 4:
+        digest.update(np.ascontiguousarray(ref[..., 3]).tobytes())
+    return digest.hexdigest()
+
+
 @pytest.mark.parametrize("entry", MANIFEST, ids=[e["file"] for e in MANIFEST])
-def test_golden_file_decodes_to_its_recorded_symbols_and_pixels(entry) -> None:
+def test_reference_pngs_hold_the_manifest_pixels_or_are_recorded_as_decoded_elsewhere(
+        entry) -> None:
+    got = _reference_sha256(entry["file"])
+    if entry["file"] in REFERENCE_DECODED_ELSEWHERE:
+        assert got == REFERENCE_DECODED_ELSEWHERE[entry["file"]], "a reference PNG changed"
+        assert got != entry["pixels_sha256"], "now consistent: drop it from the record"
+    else:
+        assert got == entry["pixels_sha256"], "reference PNG and MANIFEST disagree"
+
+
+@pytest.mark.parametrize("entry", MANIFEST, ids=[e["file"] for e in MANIFEST])
+def test_golden_file_decodes_to_its_recorded_symbols_and_pixels(entry,
+                                                                record_property) -> None:
     path = GOLDEN / entry["file"]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["file_sha256"], (
         "a golden file was modified; golden files must never be rewritten")
     got = _decode_in_fresh_process(path, "cpu")
     assert got["symbols_sha256"] == entry["symbols_sha256"]
-    _assert_same_pixels(got, entry)
+    record_property("golden_pixels", f"{entry['file']}: {_assert_same_pixels(got, entry)}")
 
 
-def _assert_same_pixels(got: dict, entry: dict) -> None:
+def _assert_same_pixels(got: dict, entry: dict) -> str:
+    """Check the decoded pixels; returns which branch passed them (printed by conftest)."""
     if got["pixels_sha256"] == entry["pixels_sha256"]:
-        return
+        return "exact (the MANIFEST pixel hash)"
     assert got["max_diff"] <= 1, f"pixels moved by {got['max_diff']} levels"
     assert got["changed"] <= MAX_CHANGED, f"{got['changed']:.1%} of the samples changed"
+    if got["max_diff"] == 0:
+        return "tolerance: equal to the reference PNG, not to the MANIFEST hash"
+    return (f"tolerance: within 1 level of the reference PNG in {got['changed']:.3%} of the "
+            "samples")
 
 
 def _decode_in_fresh_process(path: Path, device: str) -> dict:
@@ -82,11 +132,12 @@ def _cuda() -> bool:
 
 @pytest.mark.skipif(not _cuda(), reason="no CUDA device")
 @pytest.mark.parametrize("entry", MANIFEST, ids=[e["file"] for e in MANIFEST])
-def test_golden_file_decodes_to_the_same_symbols_on_cuda(entry) -> None:
+def test_golden_file_decodes_to_the_same_symbols_on_cuda(entry, record_property) -> None:
     """Symbols are exact on every device; pixels within rounding of the CPU reference."""
     got = _decode_in_fresh_process(GOLDEN / entry["file"], "cuda")
     assert got["symbols_sha256"] == entry["symbols_sha256"]
-    _assert_same_pixels(got, entry)
+    record_property("golden_pixels", f"{entry['file']} (cuda): "
+                                     f"{_assert_same_pixels(got, entry)}")
 
 
 @pytest.mark.skipif(not _cuda(), reason="no CUDA device")

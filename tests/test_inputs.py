@@ -145,3 +145,33 @@ def test_an_input_declaring_too_many_pixels_is_refused_before_decoding(tmp_path)
                      + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
     with pytest.raises(LcodecError, match="over the limit"):
         load_image(bomb, "bomb.png")
+
+
+def _png16(width: int, height: int, colour_type: int, channels: int) -> bytes:
+    """A 16-bit PNG written by hand (Pillow cannot write 16-bit RGB)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    rng = np.random.default_rng(3)
+    rows = rng.integers(0, 65536, (height, width * channels)).astype(">u2")
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize(("colour_type", "channels"), [(2, 3), (6, 4)], ids=["RGB", "RGBA"])
+def test_sixteen_bit_rgb_input_is_reduced_with_a_notice(colour_type, channels) -> None:
+    png = _png16(9, 7, colour_type, channels)
+    src = load_image(io.BytesIO(png), "deep-rgb.png")
+    assert not src.gray and src.rgb.shape == (7, 9, 3)
+    assert any("16-bit" in n and "8 bits" in n for n in src.notices), src.notices
+    from_api = api.as_source(Image.open(io.BytesIO(png)))
+    assert any("8 bits" in n for n in from_api.notices)
+    eight = io.BytesIO()
+    Image.open(io.BytesIO(png)).convert("RGB").save(eight, format="PNG")
+    assert not load_image(io.BytesIO(eight.getvalue()), "plain.png").notices

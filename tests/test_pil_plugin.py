@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -59,3 +60,19 @@ def test_a_corrupted_file_is_not_identified(tmp_path) -> None:
     path.write_bytes(b"\x89LIC" + bytes(60))
     with pytest.raises(Image.UnidentifiedImageError):
         Image.open(path)
+
+
+def test_a_corrupted_file_says_why_it_was_not_identified(tmp_path) -> None:
+    from lcodec.errors import LcodecError
+
+    data = bytearray((Path(__file__).parent / "golden" / "v1.0-static-rgb-odd.lic")
+                     .read_bytes())
+    chroma_end = len(data) - 1  # the last section (chroma) ends the file
+    data[chroma_end] ^= 0xFF
+    path = tmp_path / "bad-chroma.lic"
+    path.write_bytes(bytes(data))
+    with pytest.raises(Image.UnidentifiedImageError,
+                       match=r"corrupted chroma section \(CRC mismatch\)") as caught:
+        Image.open(path)
+    assert isinstance(caught.value, LcodecError)
+    assert str(path) in str(caught.value)

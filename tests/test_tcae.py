@@ -90,6 +90,9 @@ class _Recorder:
         self.rows.append(freqs.copy())
         return self.dec.decode(freqs)
 
+    def finish(self) -> None:
+        self.dec.finish()
+
 
 def test_prefix_mask_matches_code_mask() -> None:
     qi = np.random.default_rng(0).integers(0, L, (7, 9))

@@ -1,6 +1,7 @@
 """lcodec: a learned lossy image codec (content-weighted CWIC network, `.lic` files).
 
-``lcodec.encode(image, bpp=0.2) -> bytes`` and ``lcodec.decode(data) -> PIL.Image``.
+``lcodec.encode(image, bpp=0.2) -> bytes`` and ``lcodec.decode(data) -> PIL.Image`` (``data``:
+bytes, a path or a binary file object).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ def encode(image: Any, **kwargs: Any) -> bytes:
     return api.encode(image, **kwargs)
 
 
-def decode(data: bytes, **kwargs: Any):
-    """Decode `.lic` bytes to a PIL image; see :func:`lcodec.api.decode`."""
+def decode(data: Any, **kwargs: Any):
+    """Decode a `.lic` (bytes, a path or a binary file object) to a PIL image; see
+    :func:`lcodec.api.decode`."""
     from lcodec import api
 
     return api.decode(data, **kwargs)

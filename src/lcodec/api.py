@@ -6,6 +6,7 @@ Models are loaded once per process and reused.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from PIL import Image
 from lcodec import codec, container, models
 from lcodec.errors import LcodecError
 from lcodec.evaluate.metrics import psnr as psnr_of
-from lcodec.imageio import SourceImage, from_pil, load_image, to_pil
+from lcodec.imageio import SourceImage, checked_metadata, from_pil, load_image, to_pil
 from lcodec.ratecontrol import (
     BelowRange,
     RateResult,
@@ -175,42 +176,82 @@ def encode(image: Any, *, bpp: float | None = None, size: int | None = None,
                              entropy=entropy, verify=verify).data
 
 
-def decode_full(data: bytes, device: str = "cpu",
+def lic_bytes(data: Any) -> bytes:
+    """The bytes of a `.lic` given as bytes-like, a path (str or PathLike) or a binary file
+    object; anything else is an :class:`LcodecError`."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    if isinstance(data, str | os.PathLike):
+        return _read_path(Path(data))
+    read = getattr(data, "read", None)
+    if callable(read):
+        blob = read()
+        if isinstance(blob, bytes | bytearray | memoryview):
+            return bytes(blob)
+        raise LcodecError("the file object gives text; open the .lic file in binary mode "
+                          "('rb')")
+    raise LcodecError(f"cannot decode an object of type {type(data).__name__}; pass bytes, "
+                      "a path or a binary file object")
+
+
+def _read_path(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise LcodecError(f"{path} not found") from None
+    except IsADirectoryError:
+        raise LcodecError(f"{path} is a directory, not a .lic file") from None
+    except OSError as exc:
+        raise LcodecError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def decode_full(data: Any, device: str = "cpu",
                 max_pixels: int = container.DEFAULT_MAX_PIXELS) -> codec.Decoded:
-    """Decode `.lic` bytes to pixels plus alpha and metadata.
+    """Decode a `.lic` (bytes, path or binary file object) to pixels plus alpha and metadata.
 
     ``max_pixels`` is the decompression-bomb limit: files declaring more are refused before
     anything is allocated.
     """
-    lic = container.unpack(data, max_pixels)
+    lic = container.unpack(lic_bytes(data), max_pixels)
     info = models.find(model_id=lic.header.model_id)
     loaded = models.load(info, resolve_device(device))
     return codec.decode(loaded, lic)
 
 
-def decode_array(data: bytes, device: str = "cpu") -> np.ndarray:
-    """Decode `.lic` bytes to an (H, W, 3) uint8 RGB array (gray replicated, alpha dropped)."""
+def decode_array(data: Any, device: str = "cpu") -> np.ndarray:
+    """Decode a `.lic` to an (H, W, 3) uint8 RGB array (gray replicated, alpha dropped)."""
     return decode_full(data, device).pixels
 
 
-def decode(data: bytes, device: str = "cpu",
-           max_pixels: int = container.DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode `.lic` bytes to a PIL image (RGB, RGBA, L or LA; ICC/EXIF in ``info``)."""
+def decode_with_notices(data: Any, device: str = "cpu",
+                        max_pixels: int = container.DEFAULT_MAX_PIXELS
+                        ) -> tuple[Image.Image, list[str]]:
+    """:func:`decode`, and the notices about metadata it dropped because it does not parse
+    (metadata is untrusted input, like the rest of the file)."""
     d = decode_full(data, device, max_pixels)
     im = to_pil(d.pixels, d.gray, d.alpha)
-    if d.icc:
-        im.info["icc_profile"] = d.icc
-    if d.exif:
-        im.info["exif"] = d.exif
-    return im
+    icc, exif, notices = checked_metadata(d.icc, d.exif)
+    del d  # the pixels now live in ``im``: do not hold them twice while it is saved
+    if icc:
+        im.info["icc_profile"] = icc
+    if exif:
+        im.info["exif"] = exif
+    return im, notices
 
 
-def importance_map(data: bytes, max_pixels: int = container.DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode(data: Any, device: str = "cpu",
+           max_pixels: int = container.DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode a `.lic` (bytes, a path or a binary file object) to a PIL image (RGB, RGBA, L
+    or LA; ICC/EXIF in ``info``, dropped if they do not parse)."""
+    return decode_with_notices(data, device, max_pixels)[0]
+
+
+def importance_map(data: Any, max_pixels: int = container.DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The decoded importance map of `.lic` bytes as an (H, W) uint8 picture (seed 004 Fig. 3):
     level QI of each code position over its stride × stride pixels, 0 → black, L − 1 → white.
 
     Only the entropy decoding runs (no decoder network)."""
-    lic = container.unpack(data, max_pixels)
+    lic = container.unpack(lic_bytes(data), max_pixels)
     hdr = lic.header
     loaded = models.load(models.find(model_id=hdr.model_id), "cpu")
     qi = codec.decode_codes(loaded, lic).qi[0, 0].cpu().numpy()

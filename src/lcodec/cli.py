@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -34,6 +35,16 @@ def _read_input(path: str) -> bytes:
         raise LcodecError(f"cannot read {path}: {exc.strerror}") from None
 
 
+def _input_file(path: str) -> str:
+    """An input path that exists and is a file (the same errors as :func:`_read_input`)."""
+    p = Path(path)
+    if p.is_dir():
+        raise LcodecError(f"{path} is a directory, not a file")
+    if not p.exists():
+        raise LcodecError(f"{path} not found")
+    return path
+
+
 def _check_output(path: str, force: bool) -> None:
     """Fail before any work if the output exists (without --force) or cannot be created."""
     if path == "-":
@@ -45,6 +56,19 @@ def _check_output(path: str, force: bool) -> None:
         raise LcodecError(f"{path} already exists; use --force to overwrite it")
     if not p.parent.resolve().is_dir():
         raise LcodecError(f"the folder of {path} does not exist")
+    _check_writable(p.parent)
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail before any work if no file can be created in ``folder`` (tried for real: a
+    permission check alone is wrong for root, read-only mounts and ACLs)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".lcodec-check.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise LcodecError(f"cannot write to the folder {folder or '.'}: "
+                          f"{exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def _write_output(path: str, data: bytes, force: bool) -> None:
@@ -55,7 +79,10 @@ def _write_output(path: str, data: bytes, force: bool) -> None:
         return
     _check_output(path, force)
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise LcodecError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -65,7 +92,10 @@ def _write_output(path: str, data: bytes, force: bool) -> None:
         if not force and target.exists():
             raise LcodecError(f"{path} appeared while encoding; use --force to overwrite it")
         os.replace(tmp, target)
-    except BaseException:  # never leave the temporary file; main() reports OSError in one line
+    except OSError as exc:  # disk full, quota, …: never leave the temporary file
+        Path(tmp).unlink(missing_ok=True)
+        raise LcodecError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:  # interrupted (a signal): never leave the temporary file
         Path(tmp).unlink(missing_ok=True)
         raise
 
@@ -91,6 +121,10 @@ _json = click.option("--json", "as_json", is_flag=True,
                      help="Print statistics as JSON (on stderr when the data goes to stdout).")
 _outdir = click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
                        help="Batch mode: every PATH is an input; outputs go to this folder.")
+_max_pixels = click.option(
+    "--max-pixels", type=click.IntRange(1), default=None,
+    help="Refuse files declaring more pixels (default 100 million); raise it only for files "
+         "you trust.")
 _jobs = click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
                      help="Worker processes in batch mode.")
 
@@ -111,8 +145,9 @@ def _encode_one(input_path: str, output_path: str, opts: dict) -> dict:
 
     _check_output(output_path, opts["force"])
     t0 = time.perf_counter()
-    raw = _read_input(input_path)
-    src = load_image(io.BytesIO(raw), "stdin" if input_path == "-" else input_path,
+    # A file is opened by path, so its compressed bytes are not held during the encode.
+    source = io.BytesIO(_read_input("-")) if input_path == "-" else _input_file(input_path)
+    src = load_image(source, "stdin" if input_path == "-" else input_path,
                      opts["alpha"], opts["strip"])
     res = api.encode_with_stats(src, bpp=opts["bpp"], size=opts["size"], psnr=opts["psnr"],
                                 quality=opts["quality"], knob=opts["knob"],
@@ -131,21 +166,33 @@ def _encode_one(input_path: str, output_path: str, opts: dict) -> dict:
 
 
 def _decode_one(input_path: str, output_path: str, opts: dict) -> dict:
-    from lcodec import api
-    from lcodec.imageio import encode_image, image_format_for
+    from lcodec import api, container
+    from lcodec.imageio import check_format_holds, encode_image, image_format_for
 
     fmt = image_format_for(output_path)
     _check_output(output_path, opts["force"])
     t0 = time.perf_counter()
     data = _read_input(input_path)
-    img = api.decode(data, opts["device"], opts["max_pixels"])
+    check_format_holds(fmt, _decoded_mode(*container.read_header(data, opts["max_pixels"])))
+    img, notices = api.decode_with_notices(data, opts["device"], opts["max_pixels"])
     seconds = time.perf_counter() - t0
-    payload = encode_image(img, fmt, img.info.get("icc_profile"), img.info.get("exif"))
+    payload, more = encode_image(img, fmt, img.info.get("icc_profile"), img.info.get("exif"))
     _write_output(output_path, payload, opts["force"])
     w, h = img.size
     return {"input": input_path, "output": output_path, "width": w, "height": h,
             "mode": img.mode, "bytes": len(data), "bpp": round(len(data) * 8 / (w * h), 5),
-            "seconds": round(seconds, 3), "notices": []}
+            "seconds": round(seconds, 3),
+            "notices": [f"{output_path}: {n}" for n in notices + more]}
+
+
+def _decoded_mode(header, sections) -> str:
+    """The PIL mode a file decodes to, from its header and section list."""
+    from lcodec.container import ColourMode, SectionType
+
+    alpha = any(t == SectionType.ALPHA for t, _ in sections)
+    if header.colour_mode == ColourMode.GRAY:
+        return "LA" if alpha else "L"
+    return "RGBA" if alpha else "RGB"
 
 
 def _encode_line(st: dict) -> str:
@@ -159,14 +206,38 @@ def _decode_line(st: dict) -> str:
             f"{st['bpp']:.4f} bpp, {st['seconds']:.2f} s")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop like Ctrl-C does (outputs are cleaned up on the way out)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+_main_pid = os.getpid()  # the process whose main() installed the handlers
+_busy = False  # a worker is inside a job (so a stop signal must unwind it, not just exit)
+
+
+def _on_stop_signal(signum: int, _frame) -> None:
+    """Unwind like Ctrl-C (temporary files are removed on the way). A batch worker (forked:
+    another pid) that is not inside a job, e.g. still starting, exits at once instead."""
+    if os.getpid() != _main_pid and not _busy:
+        os._exit(128 + signum)
+    raise Terminated(signum)
+
+
 def _worker_init(threads: int) -> None:
+    signal.signal(signal.SIGINT, _on_stop_signal)  # first: a signal may come during imports
     import torch
 
     torch.set_num_threads(threads)
 
 
 def _run_one(job: tuple[str, str, str, dict]) -> tuple[dict | None, str | None]:
+    global _busy
     kind, src, dst, opts = job
+    _busy = True
     try:
         fn = _encode_one if kind == "encode" else _decode_one
         return fn(src, dst, opts), None
@@ -174,6 +245,30 @@ def _run_one(job: tuple[str, str, str, dict]) -> tuple[dict | None, str | None]:
         return None, str(exc)
     except OSError as exc:
         return None, f"{src}: {exc.strerror or exc}"
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP in a worker: stop quietly
+        if opts.get("in_worker"):
+            os._exit(128 + getattr(exc, "signum", signal.SIGINT))
+        raise
+    finally:
+        _busy = False
+
+
+def _in_pool(job_list: list, jobs: int, collect) -> None:
+    """Run the jobs in ``jobs`` worker processes; on any interruption (Ctrl-C, SIGTERM,
+    SIGHUP) the workers are stopped and waited for before this returns."""
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    pool = multiprocessing.Pool(jobs, initializer=_worker_init, initargs=(threads,))
+    try:
+        collect(pool.imap(_run_one, [(k, s, d, {**o, "in_worker": True})
+                                     for k, s, d, o in job_list]))
+        pool.close()
+    except BaseException:
+        pool.terminate()  # SIGTERM to each worker: it unwinds its job and exits
+        raise
+    finally:
+        pool.join()
 
 
 def _single_or_batch(kind: str, paths: tuple[str, ...], output_dir: str | None, jobs: int,
@@ -199,7 +294,12 @@ def _single_or_batch(kind: str, paths: tuple[str, ...], output_dir: str | None, 
     if "-" in paths:
         raise click.UsageError("'-' (stdin) cannot be used in batch mode")
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LcodecError(f"cannot create the folder {output_dir}: "
+                          f"{exc.strerror or exc}") from None
+    _check_writable(out)
     targets = [str(out / (Path(p).stem + suffix)) for p in paths]
     if len(set(targets)) != len(targets):
         raise LcodecError("two inputs would write the same output name; rename one")
@@ -214,9 +314,13 @@ def _single_or_batch(kind: str, paths: tuple[str, ...], output_dir: str | None, 
                                    iterator) as bar:
             for stats, err in bar:
                 results.append((stats, err))
+                lead = "\n" if show_bar else ""
                 if err:
-                    click.echo(f"\nError: {err}" if show_bar else f"Error: {err}", err=True)
-                elif stats and as_json:
+                    click.echo(f"{lead}Error: {err}", err=True)
+                    continue
+                for notice in stats["notices"] if not quiet else ():
+                    click.echo(f"{lead}Notice: {notice}", err=True)
+                if as_json:
                     click.echo(json.dumps(stats, sort_keys=True))
                 elif stats and verbose and not quiet:
                     click.echo(line(stats), err=True)
@@ -224,11 +328,7 @@ def _single_or_batch(kind: str, paths: tuple[str, ...], output_dir: str | None, 
     if jobs == 1:
         collect(map(_run_one, job_list))
     else:
-        import concurrent.futures as cf
-
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with cf.ProcessPoolExecutor(jobs, initializer=_worker_init, initargs=(threads,)) as ex:
-            collect(ex.map(_run_one, job_list))
+        _in_pool(job_list, jobs, collect)
     ok = [s for s, e in results if e is None and s]
     failed = len(results) - len(ok)
     if not quiet:
@@ -292,7 +392,7 @@ def encode(paths: tuple[str, ...], bpp: float | None, size_bytes: int | None,
     opts = {"bpp": bpp, "size": size_bytes, "psnr": psnr_db, "quality": quality, "knob": knob,
             "model": model, "alpha": alpha, "entropy": entropy, "verify": verify,
             "strip": strip, "device": device, "force": force,
-            "want_psnr": (verbose or as_json) and output_dir is None}
+            "want_psnr": verbose or as_json}
     _single_or_batch("encode", paths, output_dir, jobs, opts, ".lic", verbose, quiet, as_json)
 
 
@@ -300,9 +400,7 @@ def encode(paths: tuple[str, ...], bpp: float | None, size_bytes: int | None,
 @click.argument("paths", nargs=-1, metavar="IN OUT | IN… -o OUTDIR")
 @click.option("--format", "fmt", default="png", show_default=True,
               help="Output extension in batch mode (png, bmp, tif, webp, …).")
-@click.option("--max-pixels", type=click.IntRange(1), default=None,
-              help="Refuse files declaring more pixels (default 100 million); raise it "
-                   "only for files you trust.")
+@_max_pixels
 @_coding_options
 def decode(paths: tuple[str, ...], fmt: str, max_pixels: int | None, output_dir: str | None,
            jobs: int, device: str, force: bool, quiet: bool, verbose: bool,
@@ -321,20 +419,24 @@ def decode(paths: tuple[str, ...], fmt: str, max_pixels: int | None, output_dir:
 @_json
 @click.option("--importance-map", "map_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the decoded importance map as a picture (PNG, …).")
+@_max_pixels
 @_force
-def info(input_path: str, as_json: bool, map_path: str | None, force: bool) -> None:
+def info(input_path: str, as_json: bool, map_path: str | None, max_pixels: int | None,
+         force: bool) -> None:
     """Show the header and section sizes of a .lic FILE (no network is loaded).
 
     With --importance-map, also decode the file's importance map and write it as a picture
     (white: where the encoder spent the most bits; one level per 8 × 8 block).
     """
     from lcodec import container
+    from lcodec.imageio import image_format_for
 
+    limit = max_pixels or container.DEFAULT_MAX_PIXELS
     if map_path is not None:
+        image_format_for(map_path)
         _check_output(map_path, force)
-        _image_format(map_path)
     data = _read_input(input_path)
-    header, sections = container.read_header(data)
+    header, sections = container.read_header(data, limit)
     h = header
     out = {
         "file": input_path, "bytes": len(data), "width": h.width, "height": h.height,
@@ -345,7 +447,7 @@ def info(input_path: str, as_json: bool, map_path: str | None, force: bool) -> N
         "sections": {t.name.lower(): n for t, n in sections},
     }
     if map_path is not None:
-        _write_importance_map(data, map_path, force)
+        _write_importance_map(data, map_path, force, limit)
     if as_json:
         click.echo(json.dumps(out))
         return
@@ -357,25 +459,17 @@ def info(input_path: str, as_json: bool, map_path: str | None, force: bool) -> N
             click.echo(f"{key:16} {value}")
 
 
-def _image_format(path: str) -> str:
-    """Pillow's format for an output file name, from its extension."""
-    from PIL import Image
-
-    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
-    if fmt is None or fmt not in Image.SAVE:
-        raise LcodecError(f"cannot tell an image format from the name {path}; use e.g. map.png")
-    return fmt
-
-
-def _write_importance_map(data: bytes, path: str, force: bool) -> None:
+def _write_importance_map(data: bytes, path: str, force: bool, max_pixels: int) -> None:
     import io
 
     from PIL import Image
 
     from lcodec import api
+    from lcodec.imageio import image_format_for
 
     buf = io.BytesIO()
-    Image.fromarray(api.importance_map(data), "L").save(buf, format=_image_format(path))
+    Image.fromarray(api.importance_map(data, max_pixels), "L").save(
+        buf, format=image_format_for(path))
     _write_output(path, buf.getvalue(), force)
 
 
@@ -395,12 +489,40 @@ cli.add_command(eval_command)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: library errors become one 'Error:' line and exit code 1."""
+    """Entry point: library errors become one 'Error:' line and exit code 1; SIGTERM and
+    SIGHUP stop like Ctrl-C (workers stopped, no partial file), exit code 128 + signal."""
+    previous = _catch_stop_signals()
+    try:
+        return _main(argv)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _catch_stop_signals() -> dict:
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` (only possible in the main thread)."""
+    import threading
+
+    global _main_pid
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    _main_pid = os.getpid()
+    return {sig: signal.signal(sig, _on_stop_signal) for sig in _STOP_SIGNALS}
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="lcodec", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        stop = exc.__cause__ or exc.__context__
+        if isinstance(stop, Terminated):
+            click.echo(f"Stopped by {signal.Signals(stop.signum).name}.", err=True)
+            return 128 + stop.signum
         click.echo("Aborted.", err=True)
         return 130
+    except Terminated as exc:
+        click.echo(f"Stopped by {signal.Signals(exc.signum).name}.", err=True)
+        return 128 + exc.signum
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

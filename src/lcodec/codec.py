@@ -34,6 +34,7 @@ from lcodec.nets.cwic import Encoded
 KNOB_MIN, KNOB_MAX = -1.0, 1.0  # importance-map offsets; beyond these nothing changes
 TILE_PIXELS = 1024
 HALO_PIXELS = 128
+STRIP_CODES = 64  # code rows quantized at a time
 
 
 def tile_codes(stride: int) -> tuple[int, int]:
@@ -63,6 +64,16 @@ def _to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     return x.permute(2, 0, 1)[None].float() / 255
 
 
+def _padded_window(rgb: np.ndarray, r0: int, r1: int, c0: int, c1: int,
+                   device: torch.device) -> torch.Tensor:
+    """Rows r0:r1, columns c0:c1 of the image padded by edge replication, as
+    ``_to_tensor`` then :func:`pad_to_multiple` would give them: only the window is converted
+    to float (the conversion is per sample, so the values are the same bits)."""
+    rows = np.minimum(np.arange(r0, r1), rgb.shape[0] - 1)
+    cols = np.minimum(np.arange(c0, c1), rgb.shape[1] - 1)
+    return _to_tensor(rgb[rows[:, None], cols[None, :]], device)
+
+
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
     """(1, C, H, W) float -> (H, W, C) uint8, clamped, rounded half up."""
     x = torch.clamp(x[0], 0.0, 1.0).permute(1, 2, 0)
@@ -88,7 +99,8 @@ class Analysis:
         entropy-coded with ``coder`` (default: the analysis's own)."""
         coder = coder or self.coder
         knob = stored_knob(knob)
-        qi, luma, chroma = self.symbols(knob)
+        compact = np.uint8 if isinstance(coder, StaticContextCoder) else np.int64
+        qi, luma, chroma = self.symbols(knob, compact)
         src = self.source
         sections = coder.encode(qi, luma, None if src.gray else chroma)
         sections.update(self._sidecars)
@@ -107,10 +119,24 @@ class Analysis:
         return self.encode(knob, StaticContextCoder(self.model.tables, cfg.n_luma,
                                                     cfg.n_chroma, cfg.imp_levels))
 
-    def symbols(self, knob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(qi (h, w), luma (n, h, w), chroma (n_c, h, w)) int64 arrays at a rate knob."""
-        codes = self.codes(stored_knob(knob))
-        return tuple(t[0].cpu().numpy() for t in (codes.qi[:, 0], codes.luma, codes.chroma))
+    def symbols(self, knob: float, dtype: type = np.int64
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(qi (h, w), luma (n, h, w), chroma (n_c, h, w)) arrays of ``dtype`` at a rate knob.
+
+        Quantized ``STRIP_CODES`` code rows at a time (quantization is per position), so the
+        intermediates of a strip, not of the image, are held; ``np.uint8`` holds every
+        symbol in an eighth of int64's memory."""
+        knob = stored_knob(knob)
+        h, w = self.p.shape[2:]
+        out = (np.empty((h, w), dtype), np.empty((self.e_y.shape[1], h, w), dtype),
+               np.empty((self.e_c.shape[1], h, w), dtype))
+        for r0 in range(0, h, STRIP_CODES):
+            rows = slice(r0, min(h, r0 + STRIP_CODES))
+            codes = self.model.net.quantize(self.e_y[:, :, rows], self.e_c[:, :, rows],
+                                            self.p[:, :, rows], knob)
+            for dst, t in zip(out, (codes.qi[:, 0], codes.luma, codes.chroma), strict=True):
+                dst[..., rows, :] = t[0].cpu().numpy()
+        return out
 
     @cached_property
     def _sidecars(self) -> dict[SectionType, bytes]:
@@ -134,20 +160,22 @@ def analyse(model: LoadedModel, source: SourceImage, entropy: str = "auto") -> A
     """
     coder = coder_for_encoding(model, entropy)
     s = model.config.stride
-    x = pad_to_multiple(_to_tensor(source.rgb, model.device), s)
-    h8, w8 = x.shape[2] // s, x.shape[3] // s
+    h8, w8 = code_shape(source.width, source.height, s)
     net = model.net
     tile, halo = tile_codes(s)
     if h8 <= tile + halo and w8 <= tile + halo:
+        x = pad_to_multiple(_to_tensor(source.rgb, model.device), s)
         e_y, e_c, p = net.analyse(rgb_to_ycbcr(x))
         return Analysis(model, source, e_y, e_c, p, coder)
     cfg = model.config
-    e_y = torch.empty(1, cfg.n_luma, h8, w8, device=x.device)
-    e_c = torch.empty(1, cfg.n_chroma, h8, w8, device=x.device)
-    logits = torch.empty(1, 1, h8, w8, device=x.device)
+    dev = model.device
+    e_y = torch.empty(1, cfg.n_luma, h8, w8, device=dev)
+    e_c = torch.empty(1, cfg.n_chroma, h8, w8, device=dev)
+    logits = torch.empty(1, 1, h8, w8, device=dev)
     for i0, i1, wi0, wi1 in windows(h8, tile, halo):
         for j0, j1, wj0, wj1 in windows(w8, tile, halo):
-            win = rgb_to_ycbcr(x[:, :, wi0 * s : wi1 * s, wj0 * s : wj1 * s])
+            win = rgb_to_ycbcr(_padded_window(source.rgb, wi0 * s, wi1 * s, wj0 * s,
+                                              wj1 * s, dev))
             ty, tc, tl = net.analyse_logits(win)
             core = (slice(None), slice(None), slice(i0 - wi0, i1 - wi0), slice(j0 - wj0, j1 - wj0))
             e_y[:, :, i0:i1, j0:j1] = ty[core]
@@ -199,8 +227,10 @@ def coder_for_file(model: LoadedModel, header: Header) -> EntropyCoder:
     raise LicError(f"entropy method {header.entropy_method.name} is not supported")
 
 
-def decode_codes(model: LoadedModel, lic: LicFile) -> Encoded:
-    """Entropy-decode the symbols of a parsed file (chroma is all zero for GRAY files)."""
+def decode_symbols(model: LoadedModel, lic: LicFile
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Entropy-decode (qi (h, w), luma (n, h, w), chroma (n_c, h, w)) of a parsed file as
+    integer numpy arrays (uint8 for the static tables; chroma is all zero for GRAY files)."""
     hdr = lic.header
     gray = hdr.colour_mode == ColourMode.GRAY
     need = [SectionType.IMPORTANCE, SectionType.LUMA] + ([] if gray else [SectionType.CHROMA])
@@ -208,10 +238,21 @@ def decode_codes(model: LoadedModel, lic: LicFile) -> Encoded:
         if sec not in lic.sections:
             raise LicError(f"the file has no {sec.name.lower()} section")
     h8, w8 = code_shape(hdr.width, hdr.height, model.config.stride)
-    qi, luma, chroma = coder_for_file(model, hdr).decode(lic.sections, h8, w8, gray)
+    return coder_for_file(model, hdr).decode(lic.sections, h8, w8, gray)
+
+
+def decode_codes(model: LoadedModel, lic: LicFile) -> Encoded:
+    """Entropy-decode the symbols of a parsed file as int64 tensors (chroma is all zero for
+    GRAY files)."""
+    return _as_encoded(model, decode_symbols(model, lic), lic.header.rate_knob, np.int64)
+
+
+def _as_encoded(model: LoadedModel, arrays: tuple[np.ndarray, ...], knob: float,
+                dtype: type | None = None) -> Encoded:
+    qi, luma, chroma = (a if dtype is None else a.astype(dtype, copy=False) for a in arrays)
     dev = model.device
     return Encoded(torch.from_numpy(qi)[None, None].to(dev), torch.from_numpy(luma)[None].to(dev),
-                   torch.from_numpy(chroma)[None].to(dev), knob=hdr.rate_knob)
+                   torch.from_numpy(chroma)[None].to(dev), knob=knob)
 
 
 def verify(analysis: Analysis, data: bytes) -> None:
@@ -219,11 +260,11 @@ def verify(analysis: Analysis, data: bytes) -> None:
     that a file that would not decode is never written (the decoder's exact integer
     probabilities are recomputed from the bytes)."""
     lic = container.unpack(data)
-    got = decode_codes(analysis.model, lic)
-    qi, luma, chroma = analysis.symbols(lic.header.rate_knob)
+    got = decode_symbols(analysis.model, lic)
+    qi, luma, chroma = analysis.symbols(lic.header.rate_knob, np.uint8)
     want = (qi, luma, np.zeros_like(chroma) if analysis.source.gray else chroma)
-    for a, b in zip(want, (got.qi[0, 0], got.luma[0], got.chroma[0]), strict=True):
-        if not np.array_equal(a, b.cpu().numpy()):
+    for a, b in zip(want, got, strict=True):
+        if not np.array_equal(a, b):
             raise LcodecError("internal error: the encoded file does not decode to the coded "
                               "symbols; nothing was written (please report this)")
 
@@ -238,8 +279,8 @@ def reconstruct(model: LoadedModel, codes: Encoded, width: int, height: int,
     out = np.empty((height, width, 3), dtype=np.uint8)
     for i0, i1, wi0, wi1 in windows(h8, tile, halo):
         for j0, j1, wj0, wj1 in windows(w8, tile, halo):
-            win = Encoded(*(t[:, :, wi0:wi1, wj0:wj1] for t in (codes.qi, codes.luma,
-                                                                 codes.chroma)),
+            win = Encoded(*(t[:, :, wi0:wi1, wj0:wj1].long() for t in (codes.qi, codes.luma,
+                                                                        codes.chroma)),
                           knob=codes.knob)
             rec = model.net.decompress(win, luma_only=gray)
             rgb = rec.expand(-1, 3, -1, -1) if gray else ycbcr_to_rgb(rec)
@@ -256,7 +297,8 @@ def decode(model: LoadedModel, lic: LicFile) -> Decoded:
     gray = hdr.colour_mode == ColourMode.GRAY
     if hdr.colour_mode == ColourMode.RGBA and SectionType.ALPHA not in lic.sections:
         raise LicError("the file is RGBA but has no alpha section")
-    pixels = reconstruct(model, decode_codes(model, lic), hdr.width, hdr.height, gray)
+    codes = _as_encoded(model, decode_symbols(model, lic), hdr.rate_knob)  # int64 per window
+    pixels = reconstruct(model, codes, hdr.width, hdr.height, gray)
     alpha = None
     if SectionType.ALPHA in lic.sections:
         alpha = sidecar.unpack_alpha(lic.sections[SectionType.ALPHA], hdr.width, hdr.height)

@@ -10,6 +10,8 @@ kept in a metadata section unless stripped.
 from __future__ import annotations
 
 import io
+import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -23,6 +25,13 @@ Image.MAX_IMAGE_PIXELS = None  # lcodec applies its own limit below
 MAX_INPUT_PIXELS = 100_000_000  # as the decoder's default limit
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _SIXTEEN_BIT = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+# What Pillow's writers and metadata parsers raise on data or modes they cannot take.
+_PIL_ERRORS = (ValueError, OSError, SyntaxError, TypeError, KeyError, IndexError, struct.error)
+# A mode a format cannot hold is widened to one holding the same samples.
+_WIDER = {"L": "RGB", "LA": "RGBA"}
+_FORMAT_HINT = "decode to .png, .tif or .webp"
+_ORIENTATION = 0x0112  # EXIF tag
+STRIP_ROWS = 256  # rows converted at a time (memory: a strip, not a copy of the image)
 
 
 @dataclass
@@ -57,20 +66,35 @@ def _check_pixels(im: Image.Image, name: str) -> None:
                           f"{MAX_INPUT_PIXELS}")
 
 
+def _deep_samples(im: Image.Image) -> bool:
+    """Whether a not yet loaded image stores 16-bit samples that Pillow will give as 8-bit
+    RGB/RGBA (its PNG and TIFF readers do so, e.g. raw mode ``RGB;16B``)."""
+    for tile in getattr(im, "tile", None) or ():
+        args = tile[3] if isinstance(tile[3], tuple) else (tile[3],)
+        if args and isinstance(args[0], str) and ";16" in args[0]:
+            return True
+    return False
+
+
 def from_pil(im: Image.Image, name: str = "input", alpha: str = "keep",
-             strip: bool = False) -> SourceImage:
-    """Convert an opened PIL image (EXIF orientation applied here)."""
+             strip: bool = False, deep: bool | None = None) -> SourceImage:
+    """Convert an opened PIL image (EXIF orientation applied here). ``deep``: whether the
+    file had 16-bit samples (found from ``im`` if it is not loaded yet)."""
     if alpha not in ("keep", "drop"):
         raise LcodecError(f"alpha must be 'keep' or 'drop', not {alpha!r}")
     _check_pixels(im, name)
+    deep = _deep_samples(im) if deep is None else deep
     icc = None if strip else im.info.get("icc_profile") or None
-    im = ImageOps.exif_transpose(im)
+    if im.getexif().get(_ORIENTATION, 1) != 1:  # (transposing copies the whole image)
+        im = ImageOps.exif_transpose(im)
     exif = None
     if not strip:
         exif_obj = im.getexif()
         exif = exif_obj.tobytes() if len(exif_obj) else None
     notices = []
     gray = im.mode in _GRAY_MODES
+    if deep and im.mode not in _SIXTEEN_BIT:
+        notices.append(f"{name} has 16-bit samples; lcodec reduces them to 8 bits")
     if im.mode in _SIXTEEN_BIT:
         notices.append(f"{name} has {im.mode} samples; lcodec reduces them to 8 bits")
         arr = np.asarray(im).astype(np.float64)
@@ -79,11 +103,23 @@ def from_pil(im: Image.Image, name: str = "input", alpha: str = "keep",
     a = None
     if _has_alpha(im):
         if alpha == "keep":
-            a = np.array(im.convert("RGBA" if not gray else "LA").getchannel("A"))
+            with_alpha = "RGBA" if not gray else "LA"
+            a = _by_strips(im, lambda s: s.convert(with_alpha).getchannel("A"), ())
         else:
             notices.append(f"{name}: alpha channel dropped (--alpha drop)")
-    rgb = np.array(im.convert("L").convert("RGB") if gray else im.convert("RGB"))
+    rgb = _by_strips(im, (lambda s: s.convert("L").convert("RGB")) if gray
+                     else (lambda s: s.convert("RGB")), (3,))
     return SourceImage(rgb, gray, a, icc, exif, notices)
+
+
+def _by_strips(im: Image.Image, convert, channels: tuple[int, ...]) -> np.ndarray:
+    """``np.asarray(convert(im))`` for a per-pixel ``convert``, made a strip of rows at a time,
+    so that no converted copy of the whole image exists beside the result."""
+    out = np.empty((im.height, im.width, *channels), dtype=np.uint8)
+    for y in range(0, im.height, STRIP_ROWS):
+        strip = im.crop((0, y, im.width, min(im.height, y + STRIP_ROWS)))
+        out[y : y + strip.height] = np.asarray(convert(strip))
+    return out
 
 
 def load_image(source: str | Path | BinaryIO, name: str = "input", alpha: str = "keep",
@@ -92,8 +128,9 @@ def load_image(source: str | Path | BinaryIO, name: str = "input", alpha: str = 
     try:
         with Image.open(source) as im:
             _check_pixels(im, name)  # before decoding any pixel data
+            deep = _deep_samples(im)
             im.load()
-            return from_pil(im, name, alpha, strip)
+            return from_pil(im, name, alpha, strip, deep)
     except FileNotFoundError:
         raise LcodecError(f"{name} not found") from None
     except IsADirectoryError:
@@ -121,27 +158,122 @@ def to_pil(pixels: np.ndarray, gray: bool, alpha: np.ndarray | None) -> Image.Im
 
 
 def image_format_for(path: str) -> str:
-    """Pillow format name for an output path's extension (PNG for '-')."""
+    """Pillow format name for an output path's extension (PNG for '-'); never LIC, since a
+    decoded image written as `.lic` would be encoded again."""
     if path == "-":
         return "PNG"
     ext = Path(path).suffix.lower()
     fmt = Image.registered_extensions().get(ext)
+    if fmt == "LIC":
+        raise LcodecError(f"{path} names a .lic file, but decoding writes an image; give "
+                          "e.g. .png, .bmp or .tif (lcodec encode writes .lic files)")
     if fmt is None or fmt not in Image.SAVE:
         raise LcodecError(f"cannot tell an image format from {path!r}; use .png, .bmp, .tif, …")
     return fmt
 
 
-def encode_image(im: Image.Image, fmt: str, icc: bytes | None = None,
-                 exif: bytes | None = None) -> bytes:
-    """Serialise a decoded image in memory (lossless formats keep it bit-exact)."""
+def checked_metadata(icc: bytes | None, exif: bytes | None
+                     ) -> tuple[bytes | None, bytes | None, list[str]]:
+    """ICC profile and EXIF from a decoded file, each dropped with a notice if it does not
+    parse (a crafted file can carry anything with a valid CRC)."""
+    notices = []
+    if exif and not _parses(_load_exif, exif):
+        notices.append("the file's EXIF data is malformed; it was dropped")
+        exif = None
+    if icc and not _parses(_load_icc, icc):
+        notices.append("the file's ICC profile is malformed; it was dropped")
+        icc = None
+    return icc, exif, notices
+
+
+def _load_exif(blob: bytes) -> None:
+    exif = Image.Exif()
+    exif.load(blob)
+    for tag in (0x8769, 0x8825):  # the Exif and GPS sub-IFDs that writers follow
+        exif.get_ifd(tag)
+
+
+def _load_icc(blob: bytes) -> None:
+    try:
+        from PIL import ImageCms
+    except ImportError:  # Pillow without littlecms: nothing to check with
+        return
+    try:
+        ImageCms.ImageCmsProfile(io.BytesIO(blob))
+    except ImageCms.PyCMSError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _parses(load, blob: bytes) -> bool:
+    """Whether ``load(blob)`` succeeds without raising or warning about corrupt data."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            load(blob)
+    except (*_PIL_ERRORS, Warning):
+        return False
+    return True
+
+
+def _save(im: Image.Image, fmt: str, kwargs: dict) -> bytes | str:
+    """The encoded bytes, or Pillow's reason for refusing as a string."""
     buf = io.BytesIO()
-    kwargs: dict = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im.save(buf, format=fmt, **kwargs)
+    except _PIL_ERRORS as exc:
+        return str(exc) or type(exc).__name__
+    return buf.getvalue()
+
+
+def encode_image(im: Image.Image, fmt: str, icc: bytes | None = None,
+                 exif: bytes | None = None) -> tuple[bytes, list[str]]:
+    """Serialise a decoded image in memory (lossless formats keep it bit-exact), with notices.
+
+    A mode the format cannot hold is widened without loss (L → RGB, LA → RGBA); ICC profile
+    or EXIF that the format's writer refuses is dropped; both say so in a notice. An image
+    the format cannot hold without losing samples (alpha, colours) is refused with one
+    :class:`LcodecError`.
+    """
+    if fmt == "LIC":
+        raise LcodecError("decoding writes an image, not a .lic file; give e.g. .png")
     if fmt == "JPEG" and im.mode in ("RGBA", "LA"):
         raise LcodecError("the image has an alpha channel, which JPEG cannot hold; "
                           "decode to .png or .webp")
-    if icc and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
-        kwargs["icc_profile"] = icc
-    if exif and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
-        kwargs["exif"] = exif
-    im.save(buf, format=fmt, **kwargs)
-    return buf.getvalue()
+    base: dict = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    meta = {k: v for k, v in (("icc_profile", icc), ("exif", exif))
+            if v and fmt in ("PNG", "JPEG", "WEBP", "TIFF")}
+    reason = ""
+    for mode in (im.mode, *([_WIDER[im.mode]] if im.mode in _WIDER else [])):
+        img = im if mode == im.mode else im.convert(mode)
+        out, notices = _save_with_metadata(img, fmt, base, meta)
+        if isinstance(out, bytes):
+            if mode != im.mode:
+                notices.insert(0, f"{fmt} cannot hold {im.mode} images; wrote {mode} with the "
+                                  "same samples")
+            return out, notices
+        reason = out
+    raise LcodecError(f"{fmt} cannot hold this {im.mode} image ({reason}); {_FORMAT_HINT}")
+
+
+def _save_with_metadata(im: Image.Image, fmt: str, base: dict,
+                        meta: dict) -> tuple[bytes | str, list[str]]:
+    """Save with all the metadata the writer takes: all, then without EXIF, without ICC,
+    without both."""
+    names = {"icc_profile": "ICC profile", "exif": "EXIF data"}
+    first = ""
+    for drop in ((), ("exif",), ("icc_profile",), ("exif", "icc_profile")):
+        if any(k not in meta for k in drop):
+            continue
+        out = _save(im, fmt, {**base, **{k: v for k, v in meta.items() if k not in drop}})
+        if isinstance(out, bytes):
+            return out, [f"{fmt} refused the {names[k]} ({first}); written without it"
+                         for k in drop]
+        first = first or out
+    return first, []
+
+
+def check_format_holds(fmt: str, mode: str) -> None:
+    """Refuse, before any decoding, an output format that cannot hold ``mode`` images."""
+    encode_image(Image.new(mode, (1, 1)), fmt)

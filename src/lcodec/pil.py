@@ -1,14 +1,16 @@
 """Pillow plugin: ``Image.open("x.lic")`` and ``img.save("x.lic", bpp=0.2)``.
 
 A thin adapter over :mod:`lcodec.api`: ``_open`` parses only the header (no network), pixels
-are decoded in ``load()``. ``import lcodec`` calls :func:`register`.
+are decoded in ``load()``. ``import lcodec`` calls :func:`register`. A file with the `.lic`
+magic that does not parse raises :class:`LicOpenError` with the codec's message (Pillow would
+turn a ``SyntaxError`` into a bare "cannot identify image file").
 """
 
 from __future__ import annotations
 
 from typing import IO
 
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from lcodec import container
 from lcodec.errors import LcodecError, LicError
@@ -22,6 +24,10 @@ def _accept(prefix: bytes) -> bool:
     return container.looks_like_lic(prefix)
 
 
+class LicOpenError(UnidentifiedImageError, LicError):
+    """A file with the `.lic` magic is malformed: both Pillow's and lcodec's error type."""
+
+
 class LicImageFile(ImageFile.ImageFile):
     format = FORMAT
     format_description = "lcodec learned image"
@@ -30,8 +36,9 @@ class LicImageFile(ImageFile.ImageFile):
         data = self.fp.read()
         try:
             header, sections = container.read_header(data)
-        except LicError as exc:
-            raise SyntaxError(str(exc)) from None
+        except LicError as exc:  # the magic matched: no other plugin will take it
+            name = getattr(self, "filename", "") or "the image"
+            raise LicOpenError(f"cannot identify {name} as a .lic image: {exc}") from None
         self._lic_data: bytes | None = data
         has_alpha = any(t == container.SectionType.ALPHA for t, _ in sections)
         gray = header.colour_mode == container.ColourMode.GRAY

@@ -47,15 +47,23 @@ def encode_symbols(symbols: np.ndarray, freqs: np.ndarray) -> bytes:
 
 
 class SymbolDecoder:
-    """Decodes a section's symbols in consecutive batches, each with its own frequency rows."""
+    """Decodes a section's symbols in consecutive batches, each with its own frequency rows.
+
+    :meth:`finish` checks that the section holds exactly the coded symbols (as
+    tensorflow-compression's ``decode_sanity_check``): the decoded symbols are coded again as
+    they go, and the section must be exactly those bytes, so data appended to or altered in
+    the stream's end is rejected even where the decoder would not read it.
+    """
 
     def __init__(self, payload: bytes) -> None:
         import constriction
 
         if len(payload) % 4:
             raise LicError("corrupted entropy-coded section (length is not a multiple of 4)")
-        words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+        self._payload = bytes(payload)
+        words = np.frombuffer(self._payload, dtype="<u4").astype(np.uint32)
         self._dec = constriction.stream.queue.RangeDecoder(words)
+        self._echo = constriction.stream.queue.RangeEncoder()
         self._model = _model()
 
     def decode(self, freqs: np.ndarray) -> np.ndarray:
@@ -67,7 +75,14 @@ class SymbolDecoder:
             out = self._dec.decode(self._model, probs)
         except Exception as exc:  # constriction raises on exhausted or invalid data
             raise LicError(f"corrupted entropy-coded data ({exc})") from None
+        self._echo.encode(out, self._model, probs)
         return out.astype(np.int64)
+
+    def finish(self) -> None:
+        """Raise :class:`LicError` unless the section ends where its coded symbols end."""
+        if self._echo.get_compressed().astype("<u4").tobytes() != self._payload:
+            raise LicError("corrupted entropy-coded section (it holds data beyond its coded "
+                           "symbols)")
 
 
 def frequencies_from_counts(counts: np.ndarray) -> np.ndarray:

@@ -60,7 +60,7 @@ class StaticContextCoder:
         luma = sc.decode_codes(sections[SectionType.LUMA],
                                code_mask_np(qi, self.n_luma, self.imp_levels), t["entropy.luma"])
         if gray:
-            chroma = np.zeros((self.n_chroma, h, w), dtype=np.int64)
+            chroma = np.zeros((self.n_chroma, h, w), dtype=np.uint8)
         else:
             chroma = sc.decode_codes(sections[SectionType.CHROMA],
                                      code_mask_np(qi, self.n_chroma, self.imp_levels),

@@ -17,9 +17,10 @@ import numpy as np
 from lcodec.entropy.coder import (
     SymbolDecoder,
     SymbolStream,
-    encode_symbols,
     frequencies_from_counts,
 )
+
+ROWS = 64  # importance-map rows per coding batch
 
 
 def _code_contexts(codes: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,32 +75,40 @@ def encode_codes(codes: np.ndarray, mask: np.ndarray, table: np.ndarray) -> byte
 
 
 def decode_codes(payload: bytes, mask: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`encode_codes`; positions outside the mask come back as 0."""
+    """Inverse of :func:`encode_codes` (uint8); positions outside the mask come back as 0."""
     dec = SymbolDecoder(payload)
-    codes = np.zeros(mask.shape, dtype=np.int64)
+    codes = np.zeros(mask.shape, dtype=np.uint8)  # levels < T <= 255
     for k in range(mask.shape[0]):
         c1, c2 = _code_contexts(codes, mask, k)
         sel = mask[k]
         codes[k][sel] = dec.decode(table[k][c1[sel], c2[sel]])
+    dec.finish()
     return codes
 
 
 def encode_importance(qi: np.ndarray, table: np.ndarray) -> bytes:
+    """Encode an (h, w) QI map in raster order, ``ROWS`` rows per batch (one stream: the same
+    bytes as one batch, with the frequency rows of a few rows in memory, not of the map)."""
     up, upleft = _importance_contexts(qi)
-    return encode_symbols(qi.ravel(), table[up.ravel(), upleft.ravel()])
+    stream = SymbolStream()
+    for r0 in range(0, qi.shape[0], ROWS):
+        rows = slice(r0, r0 + ROWS)
+        stream.add(qi[rows].ravel(), table[up[rows].ravel(), upleft[rows].ravel()])
+    return stream.finish()
 
 
 def decode_importance(payload: bytes, shape: tuple[int, int], table: np.ndarray) -> np.ndarray:
-    """Decode an (h, w) QI map row by row (each row in one batched call)."""
+    """Decode an (h, w) uint8 QI map row by row (each row in one batched call)."""
     h, w = shape
     dec = SymbolDecoder(payload)
-    qi = np.zeros((h, w), dtype=np.int64)
+    qi = np.zeros((h, w), dtype=np.uint8)  # levels < L <= 255
     for i in range(h):
         up = qi[i - 1] + 1 if i else np.zeros(w, dtype=np.int64)
         upleft = np.zeros(w, dtype=np.int64)
         if i:
             upleft[1:] = qi[i - 1, :-1] + 1
         qi[i] = dec.decode(table[up, upleft])
+    dec.finish()
     return qi
 
 

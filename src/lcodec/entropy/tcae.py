@@ -530,6 +530,7 @@ class IntTcae:
             if s < e:
                 syms = dec.decode(frequencies(self._forward_rows(st, s, e), self.exp))
                 st.cls_flat[lay.base[s:e]] = syms + cfg.offset
+        dec.finish()
         out = np.zeros(active.shape, dtype=np.int64)
         kb, r, _ = lay.pad
         grid = st.cls_flat.reshape(lay.padded)[kb : kb + lay.n, r : r + lay.h, r : r + lay.w]
