@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lcodec.errors import LcodecError
 
-DEFAULT_MODEL = "lite-mse"
+DEFAULT_MODEL = "v2-mse"
 MODEL_ID_BYTES = 8
 ENTROPY_KEYS = ("entropy.qi", "entropy.luma", "entropy.chroma")
 

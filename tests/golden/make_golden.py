@@ -39,7 +39,7 @@ def digests(data: bytes, device: str = "cpu") -> dict[str, str]:
 
 
 # Every shipped model gets golden files (the first one's names carry no model prefix).
-GOLDEN_MODELS = {"lite-mse": "", "mse": "mse-"}
+GOLDEN_MODELS = {"lite-mse": "", "mse": "mse-", "v2-mse": "v2-mse-"}
 
 
 def decoded_planes(data: bytes, device: str = "cpu") -> np.ndarray:

@@ -292,6 +292,11 @@ class _TimedDecoder:
         with self._t("coding"):
             return self._dec.decode(freqs)
 
+    def finish(self) -> None:
+        """The decoder's end-of-stream check (unconsumed data is an error)."""
+        with self._t("coding"):
+            self._dec.finish()
+
 
 class TcaeStages:
     """INCLINED_TCAE_V1; mirrors ``TcaeCoder`` (``entropy/methods.py``) and

@@ -1,0 +1,53 @@
+"""What the default model must deliver about its pictures (issue 11): no code-grid stripes at
+low rates, and flat colours that come back as the same colour.
+
+The CPU-trained ``v2-mse`` does not deliver all of them yet (at 0.1 bpp on kodim23 it cannot go
+small enough, and the fallback model stripes; flat colours are off; docs/results.md), so
+those checks are strict expected failures: when a better model passes them, the
+suite fails until the marks are removed and the promise holds for good.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import DATA
+
+from lcodec import api
+from lcodec.evaluate.artefacts import grid_peak_ratio
+from lcodec.evaluate.quality import delta_e00
+from lcodec.imageio import load_image
+
+KODAK23 = DATA.parents[2] / "shared" / "data" / "kodak" / "kodim23.png"
+
+
+def test_the_grid_measure_finds_stripes_and_passes_a_photo(crop_rgb) -> None:
+    assert max(grid_peak_ratio(crop_rgb, 8)) < 1.5
+    striped = crop_rgb.astype(np.int16)
+    striped[::8] += 40  # a bright row every 8 px: horizontal stripes
+    striped = np.clip(striped, 0, 255).astype(np.uint8)
+    rows, cols = grid_peak_ratio(striped, 8)
+    assert cols > 3 and rows < 1.5
+
+
+NOT_YET = pytest.mark.xfail(strict=True, reason="issue 11: v2-mse is not trained far enough")
+
+
+@pytest.mark.parametrize("bpp", [pytest.param(0.1, marks=NOT_YET), 0.25])
+def test_low_rates_paint_no_code_grid(bpp) -> None:
+    if not KODAK23.exists():
+        pytest.skip("needs ../shared/data/kodak/kodim23.png beside the checkout")
+    rgb = load_image(KODAK23, "kodim23").rgb
+    dec = api.decode_array(api.encode(rgb, bpp=bpp))
+    for period in (8, 16):
+        rows, cols = grid_peak_ratio(dec, period)
+        assert rows <= 1.5 and cols <= 1.5, (period, rows, cols)
+
+
+@NOT_YET
+@pytest.mark.parametrize("colour", [(10, 200, 30), (128, 128, 128), (250, 250, 250)])
+def test_flat_colours_decode_as_the_same_colour(colour) -> None:
+    rgb = np.empty((256, 256, 3), np.uint8)
+    rgb[:] = colour
+    dec = api.decode_array(api.encode(rgb, bpp=0.25))
+    assert delta_e00(rgb, dec) <= 1.0, dec.reshape(-1, 3).mean(0)
