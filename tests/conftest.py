@@ -36,3 +36,14 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section("golden pixels: which check each file passed")
         for line in sorted(lines):
             terminalreporter.line(line)
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> Path:
+    """Six small smooth random images: a training folder for the trainer tests."""
+    folder = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        arr = np.clip(np.cumsum(rng.integers(-9, 10, (48, 64, 3)), axis=1) + 128, 0, 255)
+        Image.fromarray(arr.astype(np.uint8)).save(folder / f"img{i}.png")
+    return folder

@@ -71,16 +71,6 @@ def test_training_pass_gives_finite_bits_and_gradients_reach_the_importance_map(
     assert grad is not None and float(grad.abs().sum()) > 0
 
 
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("imgs")
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        arr = np.clip(np.cumsum(rng.integers(-9, 10, (48, 64, 3)), axis=1) + 128, 0, 255)
-        Image.fromarray(arr.astype(np.uint8)).save(folder / f"img{i}.png")
-    return folder
-
-
 def _run(folder, out, steps: int, monkeypatch):
     from lcodec.train import rdloop
 

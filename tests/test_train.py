@@ -5,21 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
 from lcodec.train.loop import TrainConfig, run
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("imgs")
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        arr = np.clip(np.cumsum(rng.integers(-9, 10, (48, 64, 3)), axis=1) + 128, 0, 255)
-        Image.fromarray(arr.astype(np.uint8)).save(folder / f"img{i}.png")
-    return folder
 
 
 def config(folder, steps: int) -> TrainConfig:
