@@ -263,3 +263,24 @@ def test_decode_refuses_other_objects_with_an_lcodec_error(tmp_path) -> None:
                 tmp_path):
         with pytest.raises(LcodecError):
             lcodec.decode(bad)
+
+
+def test_a_retired_model_decodes_its_files_but_is_never_chosen_to_encode(
+        tmp_path, monkeypatch, crop_rgb) -> None:
+    import json
+
+    _models_with_curves(tmp_path, monkeypatch, {
+        "lite-mse": [(0.1, 20.0), (3.0, 21.0)],
+        "mse": [(0.1, 25.0), (3.0, 26.0)],
+    })
+    old = api.encode(crop_rgb, model="mse", knob=0.0)
+    info = models.find("mse")
+    card = json.loads(info.path.with_suffix(".json").read_text())
+    card["retired"] = "superseded in a test"
+    info.path.with_suffix(".json").write_text(json.dumps(card))
+    assert models.for_bpp(0.8).name == "lite-mse"
+    assert api.encode_with_stats(crop_rgb, bpp=0.8).model == "lite-mse"
+    with pytest.raises(LcodecError, match="unknown model 'mse'"):
+        models.find("mse")
+    assert models.find(model_id=info.model_id) == info
+    assert api.decode_array(old).shape == crop_rgb.shape

@@ -110,3 +110,50 @@ def test_v2_export_writes_a_model_the_codec_loads_with_its_curve(
     small, large = (api.encode(rgb, model="tiny2", knob=k) for k in (-1.0, 1.0))
     assert container.unpack(large).header.rate_knob == 1.0
     assert api.decode_array(small).shape == rgb.shape == api.decode_array(large).shape
+
+
+def test_clipped_codes_give_the_encoder_no_gradient_toward_larger_codes(net) -> None:
+    net.train()
+    with torch.no_grad():
+        net.log_gain_enc.fill_(30.0)  # every code far outside the 16 levels
+    out = net(torch.rand(1, 3, 32, 32), torch.tensor([0.0]))
+    y_grad = torch.autograd.grad(((out["x_hat"] - 0.5) ** 2).sum(), net.log_gain_enc)[0]
+    assert float(y_grad.abs().max()) == 0.0
+
+
+def test_smooth_training_crops_are_flat_or_ramps_on_the_8_bit_grid() -> None:
+    from lcodec.train.rdloop import smooth_crops
+
+    torch.manual_seed(0)
+    crops = smooth_crops(16, 24)
+    assert crops.shape == (16, 3, 24, 24) and 0 <= float(crops.min()) <= float(crops.max()) <= 1
+    assert torch.equal(crops, torch.round(crops * 255) / 255)
+    centred = crops - crops.mean((2, 3), keepdim=True)
+    assert float(centred.abs().amax((1, 2, 3)).median()) < 0.25
+
+
+def test_a_run_trains_at_its_own_lambda_range_and_records_it(
+        tmp_path, image_folder, monkeypatch) -> None:
+    from lcodec.train import rdloop
+
+    monkeypatch.setitem(CONFIGS, "v2-tiny", TINY)
+    cfg = rdloop.RDConfig(data=str(image_folder), net="v2-tiny", batch=2, crop=32,
+                          val_fraction=0.3, val_crop=32, ckpt_every=2, threads=1,
+                          lam_range=(1e-4, 0.05), flat_fraction=0.5)
+    (tmp_path / "a").mkdir()
+    rdloop.Run(tmp_path / "a", cfg).train(budget_min=60, decay_min=0, max_steps=2)
+    ckpt = torch.load(tmp_path / "a" / "last.ckpt", weights_only=False)
+    assert ckpt["net_config"]["lam_range"] == [1e-4, 0.05]
+
+
+def test_a_run_started_from_another_runs_checkpoint_continues_its_step_count(
+        tmp_path, image_folder, monkeypatch) -> None:
+    from lcodec.train import rdloop
+
+    _run(image_folder, tmp_path / "a", 2, monkeypatch)
+    cfg = rdloop.RDConfig(data=str(image_folder), net="v2-tiny", batch=2, crop=32,
+                          val_fraction=0.3, val_crop=32, ckpt_every=2, threads=1,
+                          init=str(tmp_path / "a" / "last.ckpt"))
+    (tmp_path / "b").mkdir()
+    rdloop.Run(tmp_path / "b", cfg).train(budget_min=60, decay_min=0, max_steps=4)
+    assert torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)["step"] == 4

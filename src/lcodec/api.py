@@ -144,7 +144,7 @@ def _fit_size(src: SourceImage, budget: int, model: str | None, entropy: str,
         candidates = [models.find(model)]
     else:
         first = models.for_bpp(budget * 8 / (src.width * src.height))
-        candidates = [first, *(m for m in models.available() if m != first)]
+        candidates = [first, *(m for m in models.encoders() if m != first)]
     smallest: list[tuple[int, str]] = []
     for info in candidates:
         loaded = models.load(info, device)

@@ -479,8 +479,11 @@ def list_models() -> None:
     from lcodec import models
 
     for m in models.available():
-        default = " (default)" if m.name == models.DEFAULT_MODEL else ""
-        click.echo(f"{m.name:16} {m.model_id.hex()}  {m.path.name}{default}")
+        if m.retired:
+            note = " (retired: decodes its files, never encodes)"
+        else:
+            note = " (default)" if m.name == models.DEFAULT_MODEL else ""
+        click.echo(f"{m.name:16} {m.model_id.hex()}  {m.path.name}{note}")
 
 
 from lcodec.evaluate.commands import eval_command  # noqa: E402  (imports only click)

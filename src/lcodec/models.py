@@ -53,6 +53,11 @@ class ModelInfo:
         card_path = self.path.with_suffix(".json")
         return json.loads(card_path.read_text()) if card_path.exists() else {}
 
+    @property
+    def retired(self) -> bool:
+        """A superseded model: kept so the files it wrote decode, never chosen to encode."""
+        return bool(self.card.get("retired"))
+
 
 def file_id(path: Path) -> bytes:
     """First 8 bytes of the SHA-256 of a weights file."""
@@ -73,8 +78,16 @@ def available(folder: Path | None = None) -> list[ModelInfo]:
     return out
 
 
+def encoders() -> list[ModelInfo]:
+    """The models that encode: the shipped ones that are not retired."""
+    return [m for m in available() if not m.retired]
+
+
 def find(name: str | None = None, model_id: bytes | None = None) -> ModelInfo:
-    """Look a model up by name (default: :data:`DEFAULT_MODEL`) or by the id in a file."""
+    """Look a model up by name (default: :data:`DEFAULT_MODEL`) or by the id in a file.
+
+    By id, any installed model (retired ones decode their old files); by name, the model of
+    that name that is not retired, or a retired one named by its full file stem."""
     models = available()
     if model_id is not None:
         for m in models:
@@ -86,9 +99,9 @@ def find(name: str | None = None, model_id: bytes | None = None) -> ModelInfo:
         )
     name = name or DEFAULT_MODEL
     for m in models:
-        if m.name == name or m.path.stem == name:
+        if m.path.stem == name or (m.name == name and not m.retired):
             return m
-    names = ", ".join(sorted({m.name for m in models})) or "none"
+    names = ", ".join(sorted({m.name for m in models if not m.retired})) or "none"
     raise LcodecError(f"unknown model {name!r}; installed models: {names}")
 
 
@@ -113,7 +126,7 @@ def for_bpp(bpp: float) -> ModelInfo:
     default model when no card has a curve or none is better."""
     default = find()
     best, best_psnr = default, None
-    for info in [default, *(m for m in available() if m != default)]:
+    for info in [default, *(m for m in encoders() if m != default)]:
         points = kodak_curve(info)
         if points:
             psnr = kodak_psnr_at(info, min(max(bpp, points[0][0]), points[-1][0]))

@@ -27,7 +27,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,12 +64,15 @@ class RDConfig:
     use_mask: bool = True  # False: every code map everywhere (the importance-map ablation)
     knob_range: tuple[float, float] = (-1.0, 1.0)  # knobs drawn in training (ablations: one)
     decoder_noise: bool = False  # True: the decoder sees noisy codes until the decay (STE then)
+    lam_range: tuple[float, float] | None = None  # λ at knob −1 and +1 (None: the net's own)
+    flat_fraction: float = 0.0  # share of crops replaced by flat or smooth synthetic colours
 
     @classmethod
     def load(cls, path: Path) -> RDConfig:
         raw = json.loads(path.read_text())
-        if "knob_range" in raw:
-            raw["knob_range"] = tuple(raw["knob_range"])
+        for key in ("knob_range", "lam_range"):
+            if raw.get(key) is not None:
+                raw[key] = tuple(raw[key])
         unknown = sorted(set(raw) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"{path}: unknown config keys {', '.join(unknown)}")
@@ -79,6 +82,20 @@ class RDConfig:
 def lam_of(knob: torch.Tensor, lam_range: tuple[float, float]) -> torch.Tensor:
     lo, hi = lam_range
     return lo * (hi / lo) ** ((knob + 1) / 2)
+
+
+def smooth_crops(n: int, size: int) -> torch.Tensor:
+    """``n`` synthetic RGB crops in [0, 1]: a random flat colour, half of them with a linear
+    ramp, all with a little sensor-like noise. Photos rarely hold a flat saturated region the
+    size of a crop; without these the net paints flat colours with texture and a hue shift."""
+    colour = torch.rand(n, 3, 1, 1)
+    yy, xx = torch.meshgrid(torch.linspace(-0.5, 0.5, size), torch.linspace(-0.5, 0.5, size),
+                            indexing="ij")
+    angle = 2 * math.pi * torch.rand(n, 1, 1, 1)
+    ramp = torch.cos(angle) * xx + torch.sin(angle) * yy  # (n, 1, size, size)
+    amp = 0.4 * (torch.rand(n, 3, 1, 1) - 0.5) * (torch.rand(n, 1, 1, 1) < 0.5)
+    noise = torch.randn(n, 3, size, size) * (3.0 / 255) * torch.rand(n, 1, 1, 1)
+    return torch.round((colour + amp * ramp + noise).clamp(0, 1) * 255) / 255
 
 
 def distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str) -> torch.Tensor:
@@ -103,7 +120,7 @@ def _distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str) -> torch.Tensor
 
 def rd_loss(net: CWIC2, x: torch.Tensor, knob: torch.Tensor, cfg: RDConfig,
             decoder_noise: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
-    lam_range = net.cfg.lam_range
+    lam_range = cfg.lam_range or net.cfg.lam_range
     out = net(x, knob, use_mask=cfg.use_mask, decoder_noise=decoder_noise)
     bpp = out["bits"] / (x.shape[2] * x.shape[3])
     dist = distortion(x, out["x_hat"], cfg.distortion)
@@ -156,7 +173,10 @@ class Run:
         self.cfg = cfg
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
-        self.net = CWIC2(CONFIGS[cfg.net])
+        net_cfg = CONFIGS[cfg.net]
+        if cfg.lam_range is not None:  # recorded in the checkpoint's net_config and the card
+            net_cfg = replace(net_cfg, lam_range=cfg.lam_range)
+        self.net = CWIC2(net_cfg)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         paths = list_images(Path(cfg.data))
         train = [p for p in paths if not is_validation(p, cfg.val_fraction)]
@@ -206,7 +226,7 @@ class Run:
             print(f"resumed {src.name} at step {self.step} "
                   f"({self.cpu_s / 3600:.2f} CPU-h so far)", flush=True)
         elif self.cfg.init:
-            self.init_from(Path(self.cfg.init))
+            self.init_from(Path(self.cfg.init).expanduser())
 
     def init_from(self, path: Path) -> None:
         """Start from a checkpoint's weights, or from shipped fp16 weights (a new machine
@@ -223,9 +243,12 @@ class Run:
             self.step = int(training.get("steps_done", 0))
             self.cpu_s = 3600 * float(training.get("cpu_hours", 0.0))
             self.wall_s = 3600 * float(training.get("wall_hours", 0.0))
-        else:
+        else:  # a checkpoint of another run: weights, optimizer, steps and time continue
             st = torch.load(path, map_location="cpu", weights_only=False)
             self.net.load_state_dict(st.get("model", st))
+            if "opt" in st:
+                self.opt.load_state_dict(st["opt"])
+                self.step, self.wall_s, self.cpu_s = st["step"], st["wall_s"], st["cpu_s"]
         print(f"initialised from {path} (step {self.step})", flush=True)
 
     # -- the loop ----------------------------------------------------------------------
@@ -265,7 +288,12 @@ class Run:
                                    f"{row['coded']:.3f}"])
                 valf.flush()
                 last_val = el
-            x = rgb_to_ycbcr(self.sampler.batch(cfg.batch))
+            rgb = self.sampler.batch(cfg.batch)
+            if cfg.flat_fraction > 0:
+                pick = torch.rand(cfg.batch) < cfg.flat_fraction
+                if pick.any():
+                    rgb[pick] = smooth_crops(int(pick.sum()), cfg.crop)
+            x = rgb_to_ycbcr(rgb)
             lo, hi = cfg.knob_range
             knob = lo + (hi - lo) * torch.rand(cfg.batch)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.amp):
