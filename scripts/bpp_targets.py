@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 from lcodec import api, codec, models
-from lcodec.imageio import load_image
-from lcodec.train.data import list_images
+from lcodec.imageio import list_images, load_image
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lcodec.evaluate.metrics import psnr
+from lcodec.metrics import psnr
 
 
 def jpeg_at_most(img: Image.Image, budget: int) -> tuple[int, bytes] | None:

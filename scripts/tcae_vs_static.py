@@ -17,8 +17,7 @@ import numpy as np
 
 from lcodec import codec, container, models
 from lcodec.container import SectionType
-from lcodec.imageio import load_image
-from lcodec.train.data import list_images
+from lcodec.imageio import list_images, load_image
 
 CODED = (SectionType.IMPORTANCE, SectionType.LUMA, SectionType.CHROMA)
 

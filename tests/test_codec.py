@@ -9,8 +9,8 @@ import pytest
 
 from lcodec import api, codec, container, models
 from lcodec.errors import LcodecError
-from lcodec.evaluate.metrics import psnr
 from lcodec.imageio import SourceImage
+from lcodec.metrics import psnr
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from lcodec.entropy.tcae import (
     TcaeConfig,
     TcaeModels,
     frequencies,
-    prefix_mask,
 )
 from lcodec.entropy.tcae_net import (
     TcaeNet,
@@ -29,7 +28,7 @@ from lcodec.entropy.tcae_net import (
     side_classes_torch,
 )
 from lcodec.errors import LcodecError, LicError
-from lcodec.quant import code_mask
+from lcodec.quant import code_mask, code_mask_np
 from lcodec.train import tcae as train_tcae
 
 L = 16
@@ -94,11 +93,11 @@ class _Recorder:
         self.dec.finish()
 
 
-def test_prefix_mask_matches_code_mask() -> None:
+def test_the_numpy_code_mask_matches_the_torch_one() -> None:
     qi = np.random.default_rng(0).integers(0, L, (7, 9))
     for n in (1, 4, 8, 32):
         ref = code_mask(torch.from_numpy(qi)[None, None], n, L)[0].numpy()
-        assert np.array_equal(prefix_mask(qi, n, L), ref)
+        assert np.array_equal(code_mask_np(qi, n, L), ref)
 
 
 @pytest.mark.parametrize("cfg", [CFG_Y, CFG_Q], ids=["cuboid", "qi"])
@@ -148,7 +147,7 @@ def test_network_probabilities_at_plane_t_ignore_symbols_at_later_planes(models,
     c = _codes(1, (5, 6), seed=3)
     qi = c["qi"][0].astype(np.int64)
     luma = c["luma"][0].astype(np.int64)
-    m = prefix_mask(qi, CFG_Y.channels, L)
+    m = code_mask_np(qi, CFG_Y.channels, L)
     plane = _plane(*m.shape)
     _, rows = models.luma.frequency_rows(luma, m)
     order_planes = np.sort(plane[m], kind="stable")
@@ -191,7 +190,7 @@ def test_encoder_rows_equal_plane_by_plane_decoder_rows(models, name) -> None:
     if name == "importance":
         syms, act = qi[None], np.ones((1, *qi.shape), bool)
     else:
-        act = prefix_mask(qi, model.cfg.channels, L)
+        act = code_mask_np(qi, model.cfg.channels, L)
         syms = c[name][0].astype(np.int64)
     _, rows = model.frequency_rows(syms, act)
     rec = _Recorder(model.encode(syms, act))
@@ -229,7 +228,7 @@ def test_round_trip_with_empty_and_full_masks(models, level) -> None:
 def test_every_frequency_row_sums_to_2_16_with_entries_at_least_1(models) -> None:
     c = _codes(1, (8, 8), seed=9)
     qi = c["qi"][0].astype(np.int64)
-    m = prefix_mask(qi, CFG_Y.channels, L)
+    m = code_mask_np(qi, CFG_Y.channels, L)
     for model, syms, act in ((models.luma, c["luma"][0].astype(np.int64), m),
                              (models.importance, qi[None], np.ones((1, 8, 8), bool))):
         _, rows = model.frequency_rows(syms, act)
@@ -314,7 +313,7 @@ def test_integer_model_is_close_to_float_model(models, nets) -> None:
         qi = c["qi"][i].astype(np.int64)
         for name, syms, act in (
                 ("importance", qi[None], np.ones((1, 12, 12), bool)),
-                ("luma", c["luma"][i].astype(np.int64), prefix_mask(qi, CFG_Y.channels, L))):
+                ("luma", c["luma"][i].astype(np.int64), code_mask_np(qi, CFG_Y.channels, L))):
             fl = float_log2_probs(nets[name], syms, act)
             il = int_log2_probs(models.models[name], syms, act)
             assert np.abs(fl - il).mean() < 0.06, name

@@ -16,8 +16,8 @@ from PIL import Image
 
 from lcodec import codec, container, models
 from lcodec.errors import LcodecError
-from lcodec.evaluate.metrics import psnr as psnr_of
 from lcodec.imageio import SourceImage, checked_metadata, from_pil, load_image, to_pil
+from lcodec.metrics import psnr as psnr_of
 from lcodec.ratecontrol import (
     BelowRange,
     RateResult,

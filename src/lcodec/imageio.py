@@ -21,6 +21,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lcodec.errors import LcodecError
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
 Image.MAX_IMAGE_PIXELS = None  # lcodec applies its own limit below
 MAX_INPUT_PIXELS = 100_000_000  # as the decoder's default limit
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -141,9 +143,9 @@ def load_image(source: str | Path | BinaryIO, name: str = "input", alpha: str = 
         raise LcodecError(f"{name} could not be read as an image ({exc})") from None
 
 
-def load_rgb(source: str | Path | BinaryIO, name: str = "input") -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an image file (alpha dropped), for tools and evaluation."""
-    return load_image(source, name, alpha="drop").rgb
+def list_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (by suffix, :data:`IMAGE_SUFFIXES`), sorted."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def to_pil(pixels: np.ndarray, gray: bool, alpha: np.ndarray | None) -> Image.Image:

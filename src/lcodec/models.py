@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,18 +19,6 @@ from lcodec.errors import LcodecError
 DEFAULT_MODEL = "v2-mse"
 MODEL_ID_BYTES = 8
 ENTROPY_KEYS = ("entropy.qi", "entropy.luma", "entropy.chroma")
-
-ARCHITECTURES: dict[str, Callable] = {}
-
-
-def register_architecture(name: str) -> Callable:
-    """Class decorator: make an architecture loadable by the name stored in weight files."""
-
-    def wrap(cls):
-        ARCHITECTURES[name] = cls
-        return cls
-
-    return wrap
 
 
 def models_dir() -> Path:
@@ -57,11 +44,6 @@ class ModelInfo:
     def retired(self) -> bool:
         """A superseded model: kept so the files it wrote decode, never chosen to encode."""
         return bool(self.card.get("retired"))
-
-
-def file_id(path: Path) -> bytes:
-    """First 8 bytes of the SHA-256 of a weights file."""
-    return hashlib.sha256(path.read_bytes()).digest()[:MODEL_ID_BYTES]
 
 
 def available(folder: Path | None = None) -> list[ModelInfo]:
@@ -163,6 +145,7 @@ class LoadedModel:
 
         import lcodec.nets  # noqa: F401  (registers the architectures)
         from lcodec.config import NetConfig
+        from lcodec.nets.registry import ARCHITECTURES
 
         data = info.path.read_bytes()
         if hashlib.sha256(data).digest()[:MODEL_ID_BYTES] != info.model_id:

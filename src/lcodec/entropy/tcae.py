@@ -92,6 +92,7 @@ import numpy as np
 
 from lcodec.entropy.coder import PRECISION, SymbolDecoder, encode_symbols
 from lcodec.errors import LcodecError
+from lcodec.quant import code_mask_np
 
 FORMAT = "inclined-tcae-v1"
 ACT_MAX = 255  # activations are integers 0..ACT_MAX
@@ -181,10 +182,6 @@ def side_taps(cfg: TcaeConfig) -> np.ndarray:
     return np.array(out, dtype=np.int64).reshape(-1, 3)
 
 
-def prefix_mask(qi: np.ndarray, channels: int, levels: int) -> np.ndarray:
-    """Eq. 4 mask (channels, h, w) bool: k·levels < channels·qi (as ``quant.code_mask``)."""
-    k = np.arange(channels, dtype=np.int64).reshape(channels, 1, 1)
-    return k * levels < channels * qi.astype(np.int64)[None]
 
 
 def side_classes(active: np.ndarray, classes: int) -> np.ndarray:
@@ -646,8 +643,8 @@ class TcaeModels:
     # -- coding --
 
     def masks(self, qi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (prefix_mask(qi, self.luma.cfg.channels, self.levels),
-                prefix_mask(qi, self.chroma.cfg.channels, self.levels))
+        return (code_mask_np(qi, self.luma.cfg.channels, self.levels),
+                code_mask_np(qi, self.chroma.cfg.channels, self.levels))
 
     def _arrays(self, qi, luma, chroma) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         qi = np.asarray(qi, dtype=np.int64)

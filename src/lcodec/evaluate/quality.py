@@ -1,7 +1,7 @@
 """Quality scores of a decoded image for ``lcodec eval``: PSNR, PSNR-Y, MS-SSIM, ΔE00.
 
 All take (H, W, 3) uint8 sRGB arrays. PSNR and MS-SSIM come from
-:mod:`lcodec.evaluate.metrics` (RGB, data range 255, as in ``shared/anchors/kodak.md``).
+:mod:`lcodec.metrics` (RGB, data range 255, as in ``shared/anchors/kodak.md``).
 PSNR-Y uses BT.601 luma ``Y = 0.299 R + 0.587 G + 0.114 B`` on unrounded floats in
 [0, 255]. ΔE00 is the mean CIEDE2000 difference over pixels, after sRGB (IEC 61966-2-1)
 → linear → XYZ (D65) → CIELAB with the D65 white; the formula follows Sharma, Wu & Dalal,
@@ -15,7 +15,8 @@ import math
 
 import numpy as np
 
-from lcodec.evaluate.metrics import ms_ssim, ms_ssim_db, psnr
+from lcodec.colorimetry import D65, RGB_TO_XYZ
+from lcodec.metrics import ms_ssim, ms_ssim_db, psnr
 
 METRICS = ("psnr", "psnr_y", "ms_ssim", "ms_ssim_db", "delta_e00")
 HIGHER_IS_BETTER = {"psnr": True, "psnr_y": True, "ms_ssim": True, "ms_ssim_db": True,
@@ -23,11 +24,6 @@ HIGHER_IS_BETTER = {"psnr": True, "psnr_y": True, "ms_ssim": True, "ms_ssim_db":
 MS_SSIM_MIN_SIDE = 161  # pytorch_msssim's 5 scales with an 11-tap window need > 160 pixels
 
 _BT601 = np.array([0.299, 0.587, 0.114])
-# sRGB primaries, D65 white (IEC 61966-2-1), linear RGB -> XYZ with Y of white = 1.
-RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
-                        [0.2126729, 0.7151522, 0.0721750],
-                        [0.0193339, 0.1191920, 0.9503041]])
-D65 = RGB_TO_XYZ.sum(axis=1)  # (0.95047, 1.0, 1.08883)
 
 
 def psnr_y(a: np.ndarray, b: np.ndarray) -> float:

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from lcodec import api, codec, models
-from lcodec.evaluate.metrics import ms_ssim, ms_ssim_db, psnr
-from lcodec.imageio import load_image
-from lcodec.train.data import list_images
+from lcodec.imageio import list_images, load_image
+from lcodec.metrics import ms_ssim, ms_ssim_db, psnr
 
 
 def sweep(folder: Path, knobs: list[float], model: str | None, device: str) -> list[dict]:

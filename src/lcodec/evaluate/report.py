@@ -35,8 +35,8 @@ import numpy as np
 from lcodec import __version__
 from lcodec.evaluate import baselines
 from lcodec.evaluate.bdrate import bd_rate, quality_at
-from lcodec.evaluate.metrics import ms_ssim_db
 from lcodec.evaluate.quality import HIGHER_IS_BETTER, METRICS
+from lcodec.metrics import ms_ssim_db
 
 if TYPE_CHECKING:
     from lcodec.evaluate.runner import Crop, EvalConfig, Row
@@ -200,13 +200,13 @@ def write_crops(crops: list[Crop], originals: dict[str, Path], codecs: list[str]
     """For each image: the original's centre crop, then each codec's, with a caption."""
     from PIL import Image, ImageDraw
 
-    from lcodec.evaluate.runner import _centre_crop, _load
+    from lcodec.evaluate.images import centre_crop, load_source
 
     folder.mkdir(exist_ok=True)
     written = []
     by_image = _by_attr(crops, "image")
     for image, sel in by_image.items():
-        tiles = [("original", _centre_crop(_load(originals[image]).rgb))]
+        tiles = [("original", centre_crop(load_source(originals[image]).rgb))]
         for codec in codecs:
             for c in sel:
                 if c.codec == codec:

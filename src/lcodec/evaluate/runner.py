@@ -23,11 +23,11 @@ import numpy as np
 
 from lcodec.errors import LcodecError
 from lcodec.evaluate import baselines
+from lcodec.evaluate.images import centre_crop, load_source
 from lcodec.evaluate.quality import Scorer
+from lcodec.imageio import IMAGE_SUFFIXES, list_images
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 LCODEC_KNOBS = tuple(round(k, 3) for k in np.linspace(-1.0, 1.0, 17))
-CROP_SIZE = 256
 
 Row = dict[str, object]
 
@@ -81,7 +81,7 @@ def collect_images(paths: list[str | Path]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            inside = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+            inside = list_images(p)
             if not inside:
                 raise LcodecError(f"{p} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
             found.extend(inside)
@@ -120,19 +120,6 @@ def check_codecs(codecs: list[str], anchor: str, model: str | None) -> None:
         raise LcodecError(f"the anchor {anchor} is not among --codecs; add it or change --anchor")
 
 
-def _load(path: Path):
-    from lcodec.imageio import load_image
-
-    return load_image(path, str(path), alpha="drop", strip=True)
-
-
-def _centre_crop(rgb: np.ndarray) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    ch, cw = min(CROP_SIZE, h), min(CROP_SIZE, w)
-    i, j = (h - ch) // 2, (w - cw) // 2
-    return np.ascontiguousarray(rgb[i:i + ch, j:j + cw])
-
-
 def _row(codec: str, image: str, setting: float, data: bytes, rgb: np.ndarray,
          metrics: dict[str, float], enc_s: float, dec_s: float) -> Row:
     h, w = rgb.shape[:2]
@@ -156,14 +143,14 @@ class _CropKeeper:
         if d < self.dist:
             self.dist = d
             self.best = Crop(self.codec, self.image, float(row["setting"]), float(row["bpp"]),
-                             float(row["psnr"]), _centre_crop(decoded))
+                             float(row["psnr"]), centre_crop(decoded))
 
 
 def sweep_baseline(name: str, path: Path, crop_bpp: float | None = None
                    ) -> tuple[list[Row], Crop | None]:
     """Encode, decode and score one image at every setting of a traditional codec."""
     b = baselines.get(name)
-    rgb = _load(path).rgb
+    rgb = load_source(path).rgb
     score = Scorer(rgb)
     keep = _CropKeeper(name, path.name, crop_bpp)
     rows = []
@@ -190,7 +177,7 @@ def sweep_lcodec(path: Path, model: str | None = None, device: str = "cpu",
     from lcodec import api, codec, models
 
     loaded = models.load(models.find(model), api.resolve_device(device))
-    src = _load(path)
+    src = load_source(path)
     score = Scorer(src.rgb)
     t0 = time.perf_counter()
     analysis = codec.analyse(loaded, src)

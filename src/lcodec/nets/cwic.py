@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from lcodec.config import NetConfig
-from lcodec.models import register_architecture
 from lcodec.nets.blocks import DenseBlock, ResBlock, Up, conv3
+from lcodec.nets.registry import register_architecture
 from lcodec.quant import ChannelQuantizer, code_mask, importance_levels, soft_mask
 
 

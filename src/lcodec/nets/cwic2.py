@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lcodec.config import NetConfig
-from lcodec.models import register_architecture
 from lcodec.nets.cwic import Encoded
+from lcodec.nets.registry import register_architecture
 from lcodec.quant import code_mask, importance_levels, soft_mask
 
 

@@ -9,12 +9,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-
-
-def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
 
 def is_validation(path: Path, fraction: float) -> bool:
     """Stable split by a hash of the file name (independent of folder order)."""

@@ -25,10 +25,11 @@ from safetensors.torch import save_file
 from lcodec.color import pad_to_multiple, rgb_to_ycbcr
 from lcodec.config import CONFIGS, NetConfig
 from lcodec.entropy import static_context as sc
+from lcodec.imageio import list_images
 from lcodec.models import MODEL_ID_BYTES, models_dir
 from lcodec.nets import CWIC, CWIC2
 from lcodec.quant import code_mask
-from lcodec.train.data import is_validation, list_images, load_rgb
+from lcodec.train.data import is_validation, load_rgb
 from lcodec.train.loop import load_weights
 
 FIT_KNOBS = (-0.3, -0.15, 0.0, 0.15, 0.3)

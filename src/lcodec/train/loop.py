@@ -43,9 +43,10 @@ import torch
 
 from lcodec.color import rgb_to_ycbcr, ycbcr_to_rgb
 from lcodec.config import CONFIGS
+from lcodec.imageio import list_images
 from lcodec.nets import CWIC
 from lcodec.quant import QUANTIZERS
-from lcodec.train.data import CropSampler, centre_crops, is_validation, list_images, load_rgb
+from lcodec.train.data import CropSampler, centre_crops, is_validation, load_rgb
 from lcodec.train.importance import best_levels, importance_loss
 from lcodec.train.losses import KINDS, distortion, log_distortion, per_image, psnr
 from lcodec.train.rng import rng_state, set_rng_state

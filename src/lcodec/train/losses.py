@@ -15,13 +15,13 @@ import math
 import torch
 
 from lcodec.color import rgb_to_ycbcr
-from lcodec.evaluate import quality
+from lcodec.colorimetry import D65, RGB_TO_XYZ
 
 KINDS = ("mse", "msssim", "ycbcr_l1")
 
 # The evaluation's sRGB (D65) matrix and white, so that training and eval measure the same ΔE.
-_RGB_TO_XYZ = torch.tensor(quality.RGB_TO_XYZ, dtype=torch.float32)
-_D65 = torch.tensor(quality.D65, dtype=torch.float32)
+_RGB_TO_XYZ = torch.tensor(RGB_TO_XYZ, dtype=torch.float32)
+_D65 = torch.tensor(D65, dtype=torch.float32)
 _EPS = 1e-8  # keeps square roots and atan2 differentiable at zero chroma
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from lcodec.train.data import is_validation, list_images
+from lcodec.imageio import list_images
+from lcodec.train.data import is_validation
 
 MANIFEST = "MANIFEST.tsv"
 

@@ -35,9 +35,10 @@ import torch
 
 from lcodec.color import rgb_to_ycbcr, ycbcr_to_rgb
 from lcodec.config import CONFIGS
+from lcodec.imageio import list_images
 from lcodec.nets.cwic2 import CWIC2, interpolate
 from lcodec.quant import code_mask
-from lcodec.train.data import CropSampler, centre_crops, is_validation, list_images, load_rgb
+from lcodec.train.data import CropSampler, centre_crops, is_validation, load_rgb
 from lcodec.train.rng import rng_state, set_rng_state
 
 VAL_KNOBS = (-1.0, -0.6, -0.2, 0.2, 0.6, 1.0)

@@ -360,7 +360,8 @@ def evaluate_frozen(models: TcaeModels, codes: dict, idx: np.ndarray) -> dict[st
 
 def make_codes(args: argparse.Namespace) -> Path:
     from lcodec import codec, models
-    from lcodec.train.data import list_images, load_rgb
+    from lcodec.imageio import list_images
+    from lcodec.train.data import load_rgb
 
     folder = Path(args.images)
     if "kodak" in str(folder.resolve()).lower():
