@@ -30,8 +30,8 @@ from lcodec.errors import LcodecError, LicError
 from lcodec.imageio import SourceImage
 from lcodec.models import LoadedModel, find_entropy, load_tcae
 from lcodec.nets.cwic import Encoded
+from lcodec.ratecontrol import KNOB_MAX, KNOB_MIN
 
-KNOB_MIN, KNOB_MAX = -1.0, 1.0  # importance-map offsets; beyond these nothing changes
 TILE_PIXELS = 1024
 HALO_PIXELS = 128
 STRIP_CODES = 64  # code rows quantized at a time

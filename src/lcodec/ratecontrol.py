@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from lcodec.errors import LcodecError
 
+KNOB_MIN, KNOB_MAX = -1.0, 1.0  # the rate knob's range; the networks clamp to it
 KNOB_STEP = 0.001  # the header's resolution
 
 
@@ -30,8 +31,8 @@ class RateResult:
     knob: float
 
 
-def fit_budget(encode: Callable[[float], bytes], budget: int, lo: float = -1.0,
-               hi: float = 1.0, iterations: int = 14) -> RateResult:
+def fit_budget(encode: Callable[[float], bytes], budget: int, lo: float = KNOB_MIN,
+               hi: float = KNOB_MAX, iterations: int = 14) -> RateResult:
     """Largest file with ``len(file) <= budget`` over knobs in [lo, hi].
 
     Raises :class:`BelowRange` (naming the smallest size) when even ``lo`` is too big.
@@ -58,7 +59,7 @@ def fit_budget(encode: Callable[[float], bytes], budget: int, lo: float = -1.0,
 
 
 def fit_quality(encode: Callable[[float], bytes], quality: Callable[[bytes], float],
-                target: float, lo: float = -1.0, hi: float = 1.0,
+                target: float, lo: float = KNOB_MIN, hi: float = KNOB_MAX,
                 iterations: int = 12) -> RateResult:
     """Smallest file whose ``quality(file) >= target`` (e.g. PSNR of the decoded image).
 
@@ -104,7 +105,7 @@ def fit_budget_two_stage(encode_fast: Callable[[float], bytes],
     final file; the result is the largest one not above ``budget``.
     """
     best: RateResult | None = None
-    lo_knob, hi_knob = -1.0, 1.0  # final(lo) <= budget < final(hi) once both are seen
+    lo_knob, hi_knob = KNOB_MIN, KNOB_MAX  # final(lo) <= budget < final(hi) once both are seen
     target = budget
     tried: set[float] = set()
 
@@ -121,7 +122,7 @@ def fit_budget_two_stage(encode_fast: Callable[[float], bytes],
         try:
             knob = fit_budget(encode_fast, max(1, int(target))).knob
         except BelowRange:
-            knob = -1.0
+            knob = KNOB_MIN
         if knob in tried:
             break
         tried.add(knob)
@@ -131,10 +132,10 @@ def fit_budget_two_stage(encode_fast: Callable[[float], bytes],
             return best
         target = budget / (len(data) / max(1, len(encode_fast(knob))))
     if best is None:
-        smallest = encode_final(-1.0)
+        smallest = encode_final(KNOB_MIN)
         if len(smallest) > budget:
             raise BelowRange(budget, len(smallest))
-        consider(-1.0, smallest)
+        consider(KNOB_MIN, smallest)
     for _ in range(refine):
         if len(best.data) >= close * budget or hi_knob - lo_knob <= KNOB_STEP:
             break
