@@ -14,6 +14,7 @@ symbols of the whole image form one cuboid; the entropy coder works channel by c
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,16 +26,23 @@ import torch
 from lcodec import container, sidecar
 from lcodec.color import pad_to_multiple, rgb_to_ycbcr, ycbcr_to_rgb
 from lcodec.container import ColourMode, EntropyMethod, Header, LicFile, SectionType
-from lcodec.entropy.methods import EntropyCoder, StaticContextCoder, TcaeCoder
+from lcodec.entropy import methods
+from lcodec.entropy.coder import Timer, timed_coding
+from lcodec.entropy.methods import EntropyCoder, StaticContextCoder
 from lcodec.errors import LcodecError, LicError
 from lcodec.imageio import SourceImage
-from lcodec.models import LoadedModel, find_entropy, load_tcae
+from lcodec.models import LoadedModel
 from lcodec.nets.cwic import Encoded
 from lcodec.ratecontrol import KNOB_MAX, KNOB_MIN
 
 TILE_PIXELS = 1024
 HALO_PIXELS = 128
 STRIP_CODES = 64  # code rows quantized at a time
+
+
+def untimed(stage: str) -> contextlib.AbstractContextManager:
+    """The default stage timer: times nothing."""
+    return contextlib.nullcontext()
 
 
 def tile_codes(stride: int) -> tuple[int, int]:
@@ -94,30 +102,35 @@ class Analysis:
     def codes(self, knob: float) -> Encoded:
         return self.model.net.quantize(self.e_y, self.e_c, self.p, knob)
 
-    def encode(self, knob: float, coder: EntropyCoder | None = None) -> bytes:
+    def encode(self, knob: float, coder: EntropyCoder | None = None,
+               timer: Timer = untimed) -> bytes:
         """A complete `.lic` file at rate knob ``knob`` (rounded to the stored thousandths),
-        entropy-coded with ``coder`` (default: the analysis's own)."""
+        entropy-coded with ``coder`` (default: the analysis's own). ``timer`` charges the
+        stages "network" (quantization), "probs" (the entropy model), "coding" (the range
+        coder) and "container" (side sections, header, framing)."""
         coder = coder or self.coder
         knob = stored_knob(knob)
         compact = np.uint8 if isinstance(coder, StaticContextCoder) else np.int64
-        qi, luma, chroma = self.symbols(knob, compact)
+        with timer("network"):
+            qi, luma, chroma = self.symbols(knob, compact)
         src = self.source
-        sections = coder.encode(qi, luma, None if src.gray else chroma)
-        sections.update(self._sidecars)
-        mode = ColourMode.GRAY if src.gray else (
-            ColourMode.RGBA if src.alpha is not None else ColourMode.RGB)
-        header = Header(
-            width=src.width, height=src.height, colour_mode=mode, bit_depth=8,
-            model_id=self.model.info.model_id, rate_knob=knob,
-            entropy_method=coder.method, entropy_id=coder.entropy_id,
-        )
-        return container.pack(LicFile(header, sections))
+        with timer("probs"), timed_coding(timer):
+            sections = coder.encode(qi, luma, None if src.gray else chroma)
+        with timer("container"):
+            sections.update(self._sidecars)
+            mode = ColourMode.GRAY if src.gray else (
+                ColourMode.RGBA if src.alpha is not None else ColourMode.RGB)
+            header = Header(
+                width=src.width, height=src.height, colour_mode=mode, bit_depth=8,
+                model_id=self.model.info.model_id, rate_knob=knob,
+                entropy_method=coder.method, entropy_id=coder.entropy_id,
+            )
+            return container.pack(LicFile(header, sections))
 
     def encode_static(self, knob: float) -> bytes:
         """The file with the static context tables: cheap, used to steer rate control."""
-        cfg = self.model.config
-        return self.encode(knob, StaticContextCoder(self.model.tables, cfg.n_luma,
-                                                    cfg.n_chroma, cfg.imp_levels))
+        return self.encode(knob, methods.coder_for(EntropyMethod.STATIC_CONTEXT_V1,
+                                                   self.model))
 
     def symbols(self, knob: float, dtype: type = np.int64
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -203,34 +216,24 @@ def coder_for_encoding(model: LoadedModel, entropy: str) -> EntropyCoder:
         raise LcodecError(f"unknown entropy method {entropy!r}; use auto, tcae or static")
     if entropy == "auto" and model.tcae is not None and (
             model.info.card.get("entropy", {}).get("auto") == "tcae"):
-        return TcaeCoder(model.tcae)
+        entropy = "tcae"
     if entropy == "tcae":
-        if model.tcae is None:
-            raise LcodecError(f"no inclined-TCAE entropy model is installed for "
-                              f"{model.info.name}")
-        return TcaeCoder(model.tcae)
-    cfg = model.config
-    return StaticContextCoder(model.tables, cfg.n_luma, cfg.n_chroma, cfg.imp_levels)
+        return methods.coder_for(EntropyMethod.INCLINED_TCAE_V1, model)
+    return methods.coder_for(EntropyMethod.STATIC_CONTEXT_V1, model)
 
 
 def coder_for_file(model: LoadedModel, header: Header) -> EntropyCoder:
-    """The entropy coder a file names in its header."""
-    cfg = model.config
-    if header.entropy_method == EntropyMethod.STATIC_CONTEXT_V1:
-        return StaticContextCoder(model.tables, cfg.n_luma, cfg.n_chroma, cfg.imp_levels)
-    if header.entropy_method == EntropyMethod.INCLINED_TCAE_V1:
-        path = find_entropy(entropy_id=header.entropy_id)
-        if path is None:
-            raise LcodecError(f"the file needs entropy model {header.entropy_id.hex()}, which "
-                              "is not installed; install the lcodec release that wrote it")
-        return TcaeCoder(load_tcae(path))
-    raise LicError(f"entropy method {header.entropy_method.name} is not supported")
+    """The entropy coder a file names in its header (and the entropy model it names)."""
+    entropy_id = header.entropy_id if header.entropy_method != \
+        EntropyMethod.STATIC_CONTEXT_V1 else None
+    return methods.coder_for(header.entropy_method, model, entropy_id)
 
 
-def decode_symbols(model: LoadedModel, lic: LicFile
+def decode_symbols(model: LoadedModel, lic: LicFile, timer: Timer = untimed
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Entropy-decode (qi (h, w), luma (n, h, w), chroma (n_c, h, w)) of a parsed file as
-    integer numpy arrays (uint8 for the static tables; chroma is all zero for GRAY files)."""
+    integer numpy arrays (uint8 for the static tables; chroma is all zero for GRAY files).
+    ``timer``: "container" (the coder look-up), "probs" and "coding"."""
     hdr = lic.header
     gray = hdr.colour_mode == ColourMode.GRAY
     need = [SectionType.IMPORTANCE, SectionType.LUMA] + ([] if gray else [SectionType.CHROMA])
@@ -238,7 +241,10 @@ def decode_symbols(model: LoadedModel, lic: LicFile
         if sec not in lic.sections:
             raise LicError(f"the file has no {sec.name.lower()} section")
     h8, w8 = code_shape(hdr.width, hdr.height, model.config.stride)
-    return coder_for_file(model, hdr).decode(lic.sections, h8, w8, gray)
+    with timer("container"):
+        coder = coder_for_file(model, hdr)
+    with timer("probs"), timed_coding(timer):
+        return coder.decode(lic.sections, h8, w8, gray)
 
 
 def decode_codes(model: LoadedModel, lic: LicFile) -> Encoded:
@@ -291,16 +297,21 @@ def reconstruct(model: LoadedModel, codes: Encoded, width: int, height: int,
     return out
 
 
-def decode(model: LoadedModel, lic: LicFile) -> Decoded:
-    """Symbols, pixels and side sections of a parsed file."""
+def decode(model: LoadedModel, lic: LicFile, timer: Timer = untimed) -> Decoded:
+    """Symbols, pixels and side sections of a parsed file. ``timer``: "container", "probs",
+    "coding" and "network" (the decoder networks and colour conversion)."""
     hdr = lic.header
     gray = hdr.colour_mode == ColourMode.GRAY
     if hdr.colour_mode == ColourMode.RGBA and SectionType.ALPHA not in lic.sections:
         raise LicError("the file is RGBA but has no alpha section")
-    codes = _as_encoded(model, decode_symbols(model, lic), hdr.rate_knob)  # int64 per window
-    pixels = reconstruct(model, codes, hdr.width, hdr.height, gray)
-    alpha = None
-    if SectionType.ALPHA in lic.sections:
-        alpha = sidecar.unpack_alpha(lic.sections[SectionType.ALPHA], hdr.width, hdr.height)
-    meta = sidecar.unpack_metadata(lic.sections.get(SectionType.METADATA, b""))
+    symbols = decode_symbols(model, lic, timer)
+    with timer("network"):
+        codes = _as_encoded(model, symbols, hdr.rate_knob)  # int64 per window
+        pixels = reconstruct(model, codes, hdr.width, hdr.height, gray)
+    with timer("container"):
+        alpha = None
+        if SectionType.ALPHA in lic.sections:
+            alpha = sidecar.unpack_alpha(lic.sections[SectionType.ALPHA], hdr.width,
+                                         hdr.height)
+        meta = sidecar.unpack_metadata(lic.sections.get(SectionType.METADATA, b""))
     return Decoded(pixels, gray, alpha, meta.get("icc"), meta.get("exif"))

@@ -179,6 +179,14 @@ class LoadedModel:
                 self._tcae = load_tcae(path)
         return self._tcae
 
+    def entropy_model(self, entropy_id: bytes):
+        """The installed entropy model whose id a file names (``models/entropy/``)."""
+        path = find_entropy(entropy_id=entropy_id)
+        if path is None:
+            raise LcodecError(f"the file needs entropy model {entropy_id.hex()}, which is not "
+                              "installed; install the lcodec release that wrote it")
+        return load_tcae(path)
+
 
 _TCAE_CACHE: dict[Path, object] = {}
 

@@ -3,13 +3,41 @@
 The only module that imports constriction. Probabilities arrive as integer frequencies that
 sum to ``2**precision`` per row; dividing by a power of two is exact in float64, so encoder
 and decoder hand constriction bit-identical inputs on every platform.
+
+Timing: inside :func:`timed_coding` every range-coder call here runs under the given timer's
+``"coding"`` stage, so a caller timing an entropy method as a whole (``"probs"``) gets the
+range coding apart without the methods knowing (``lcodec.evaluate.bench``; a no-op otherwise).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
+
 import numpy as np
 
 from lcodec.errors import LicError
+
+Timer = Callable[[str], AbstractContextManager]
+"""A stage timer: ``with timer("stage"): …`` charges the block's time to that stage."""
+
+_CODING_TIMER: ContextVar[Timer | None] = ContextVar("lcodec_coding_timer", default=None)
+
+
+@contextmanager
+def timed_coding(timer: Timer | None) -> Iterator[None]:
+    """Charge the range-coder calls made inside the block to ``timer("coding")``."""
+    token = _CODING_TIMER.set(timer)
+    try:
+        yield
+    finally:
+        _CODING_TIMER.reset(token)
+
+
+def _coding() -> AbstractContextManager:
+    timer = _CODING_TIMER.get()
+    return nullcontext() if timer is None else timer("coding")
 
 PRECISION = 16  # frequencies per row sum to 2**PRECISION, each >= 1
 
@@ -27,16 +55,19 @@ class SymbolStream:
     def __init__(self) -> None:
         import constriction
 
-        self._enc = constriction.stream.queue.RangeEncoder()
-        self._model = _model()
+        with _coding():
+            self._enc = constriction.stream.queue.RangeEncoder()
+            self._model = _model()
 
     def add(self, symbols: np.ndarray, freqs: np.ndarray) -> None:
         if len(symbols):
-            probs = freqs.astype(np.float64) / float(1 << PRECISION)
-            self._enc.encode(symbols.astype(np.int32), self._model, probs)
+            with _coding():
+                probs = freqs.astype(np.float64) / float(1 << PRECISION)
+                self._enc.encode(symbols.astype(np.int32), self._model, probs)
 
     def finish(self) -> bytes:
-        return self._enc.get_compressed().astype("<u4").tobytes()
+        with _coding():
+            return self._enc.get_compressed().astype("<u4").tobytes()
 
 
 def encode_symbols(symbols: np.ndarray, freqs: np.ndarray) -> bytes:
@@ -60,27 +91,31 @@ class SymbolDecoder:
 
         if len(payload) % 4:
             raise LicError("corrupted entropy-coded section (length is not a multiple of 4)")
-        self._payload = bytes(payload)
-        words = np.frombuffer(self._payload, dtype="<u4").astype(np.uint32)
-        self._dec = constriction.stream.queue.RangeDecoder(words)
-        self._echo = constriction.stream.queue.RangeEncoder()
-        self._model = _model()
+        with _coding():
+            self._payload = bytes(payload)
+            words = np.frombuffer(self._payload, dtype="<u4").astype(np.uint32)
+            self._dec = constriction.stream.queue.RangeDecoder(words)
+            self._echo = constriction.stream.queue.RangeEncoder()
+            self._model = _model()
 
     def decode(self, freqs: np.ndarray) -> np.ndarray:
         """Decode ``len(freqs)`` symbols; returns int64 (k,)."""
         if len(freqs) == 0:
             return np.zeros(0, dtype=np.int64)
-        probs = freqs.astype(np.float64) / float(1 << PRECISION)
-        try:
-            out = self._dec.decode(self._model, probs)
-        except Exception as exc:  # constriction raises on exhausted or invalid data
-            raise LicError(f"corrupted entropy-coded data ({exc})") from None
-        self._echo.encode(out, self._model, probs)
-        return out.astype(np.int64)
+        with _coding():
+            probs = freqs.astype(np.float64) / float(1 << PRECISION)
+            try:
+                out = self._dec.decode(self._model, probs)
+            except Exception as exc:  # constriction raises on exhausted or invalid data
+                raise LicError(f"corrupted entropy-coded data ({exc})") from None
+            self._echo.encode(out, self._model, probs)
+            return out.astype(np.int64)
 
     def finish(self) -> None:
         """Raise :class:`LicError` unless the section ends where its coded symbols end."""
-        if self._echo.get_compressed().astype("<u4").tobytes() != self._payload:
+        with _coding():
+            echoed = self._echo.get_compressed().astype("<u4").tobytes()
+        if echoed != self._payload:
             raise LicError("corrupted entropy-coded section (it holds data beyond its coded "
                            "symbols)")
 

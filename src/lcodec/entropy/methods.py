@@ -1,27 +1,60 @@
-"""The entropy methods a `.lic` file can name, behind one interface.
+"""The entropy methods a `.lic` file can name, behind one interface, found by their id.
 
 ``STATIC_CONTEXT_V1``: fixed context tables shipped inside the autoencoder weights.
 ``INCLINED_TCAE_V1``: the inclined trimmed-convolution models of ``models/entropy/``, whose
 8-byte id the header carries. Both code the sections IMPORTANCE, LUMA and (for colour images)
 CHROMA from (qi, luma, chroma) arrays as in :class:`lcodec.nets.cwic.Encoded`, batch axis off.
+
+A method registers a factory under its :class:`~lcodec.container.EntropyMethod` with
+:func:`register_method`; :func:`coder_for` builds the coder a file names (or a new file
+uses) from a loaded model. Adding a method: a value in ``EntropyMethod``, one module with a
+coder class and its registration, imported by ``lcodec/entropy/__init__.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from lcodec.container import EntropyMethod, SectionType
 from lcodec.entropy import static_context as sc
-from lcodec.errors import LicError
+from lcodec.errors import LcodecError, LicError
 from lcodec.quant import code_mask_np
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+Factory = Callable[[Any, "bytes | None"], "EntropyCoder"]
+"""(loaded model, entropy id from a file's header or None for a new file) -> coder. The
+model is a :class:`lcodec.models.LoadedModel` (``config``, ``tables``, ``tcae``,
+``entropy_model(id)``); methods only read it."""
+
+METHODS: dict[EntropyMethod, Factory] = {}
+
+
+def register_method(method: EntropyMethod) -> Callable[[Factory], Factory]:
+    """Decorator: the factory of the coder for ``method``."""
+
+    def wrap(factory: Factory) -> Factory:
+        METHODS[method] = factory
+        return factory
+
+    return wrap
+
+
+def coder_for(method: EntropyMethod, model: Any, entropy_id: bytes | None = None
+              ) -> EntropyCoder:
+    """The coder of ``method`` for ``model``: for decoding, ``entropy_id`` is the header's."""
+    factory = METHODS.get(method)
+    if factory is None:
+        raise LicError(f"entropy method {method.name} is not supported")
+    return factory(model, entropy_id)
 
 
 class EntropyCoder(Protocol):
+    """Codes (qi, luma, chroma) symbol arrays to the sections it owns, and back."""
+
     method: EntropyMethod
     entropy_id: bytes
 
@@ -90,3 +123,18 @@ class TcaeCoder:
             return self.models.decode(payloads, h, w)
         except ValueError as exc:
             raise LicError(f"malformed TCAE-coded sections ({exc})") from None
+
+
+@register_method(EntropyMethod.STATIC_CONTEXT_V1)
+def _static(model: Any, entropy_id: bytes | None = None) -> StaticContextCoder:
+    cfg = model.config
+    return StaticContextCoder(model.tables, cfg.n_luma, cfg.n_chroma, cfg.imp_levels)
+
+
+@register_method(EntropyMethod.INCLINED_TCAE_V1)
+def _tcae(model: Any, entropy_id: bytes | None = None) -> TcaeCoder:
+    if entropy_id is not None:  # a file names its entropy model
+        return TcaeCoder(model.entropy_model(entropy_id))
+    if model.tcae is None:
+        raise LcodecError(f"no inclined-TCAE entropy model is installed for {model.info.name}")
+    return TcaeCoder(model.tcae)

@@ -23,18 +23,14 @@ decode
   probs        contexts and frequency rows of each batch of symbols (interleaved with coding:
                the contexts of channel k need the decoded channels before it; TCAE: the
                per-plane network work of ``IntTcae.decode``, plane t needs planes < t).
-  coding       range decoding (TCAE: the constriction calls of each plane, timed by handing
-               ``IntTcae.decode`` a timing proxy of its ``SymbolDecoder``, the rest of the
-               call being probs).
+  coding       range decoding (the constriction calls, charged by ``entropy/coder.py``
+               itself; for the TCAE interleaved plane by plane with the network work).
   network      codes → decoder networks → YCbCr→RGB → uint8 (``codec.reconstruct``).
 
-The stages replicate, call for call, ``codec.Analysis.encode``, ``codec.decode_codes`` and
-``codec.decode`` (see ``src/lcodec/codec.py``) and the entropy coders
-(``entropy/methods.py``, ``entropy/static_context.py``, ``entropy/tcae.py``) without editing
-them. To stay in sync, every run checks that the bench's file is byte-identical to
-``Analysis.encode`` and that its decoded symbols equal ``codec.decode_codes``; a mismatch stops
-the bench. Entropy methods plug in through :data:`ENTROPY_STAGES` (one class per
-``EntropyMethod``).
+The stages are the codec's own: ``codec.analyse``, ``Analysis.encode`` and ``codec.decode``
+take a stage timer, and the range coder (``entropy/coder.py``) charges its calls to
+"coding" inside the entropy method's "probs" (``timed_coding``), so every entropy method is
+timed through its real path with no copy of it here.
 
 Memory: the peak resident set size (RSS) of the whole process (Python, numpy, torch CPU
 allocations and libraries) during each encode and decode, sampled every 2 ms from
@@ -59,7 +55,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -148,224 +143,6 @@ def max_rss_lifetime() -> int:
 
 # --- entropy stages, one class per entropy method ---------------------------------------------
 
-class EntropyStages(Protocol):
-    """How one entropy method's coding splits into ``probs`` and ``coding``.
-
-    ``coder`` is the :class:`~lcodec.entropy.methods.EntropyCoder` the codec itself uses
-    (``Analysis.coder`` when encoding, ``codec.coder_for_file`` when decoding).
-    """
-
-    needs_masks: bool  # whether ``encode`` reads the eq. 4 masks computed with the network
-
-    def encode(self, t: StageTimer, coder, codes, gray: bool) -> dict:
-        """The entropy-coded sections {SectionType: bytes} of ``codes`` = (qi, luma, chroma,
-        m_y, m_c) (numpy, on the host; chroma and m_c None for gray images; the masks None
-        unless ``needs_masks``)."""
-
-    def decode(self, t: StageTimer, model, coder, lic):
-        """The :class:`~lcodec.nets.cwic.Encoded` symbols of a parsed file."""
-
-
-def _encoded(t: StageTimer, model, qi: np.ndarray, luma: np.ndarray, chroma: np.ndarray,
-             knob: float):
-    """Host arrays → :class:`~lcodec.nets.cwic.Encoded` on the model's device (as
-    ``codec.decode_codes``), timed as network."""
-    import torch
-
-    from lcodec.nets.cwic import Encoded
-
-    with t("network"):
-        dev = model.device
-        return Encoded(torch.from_numpy(qi)[None, None].to(dev),
-                       torch.from_numpy(luma)[None].to(dev),
-                       torch.from_numpy(chroma)[None].to(dev), knob=knob)
-
-
-class StaticContextStages:
-    """STATIC_CONTEXT_V1; mirrors ``StaticContextCoder`` (``entropy/methods.py``) and
-    ``entropy/static_context.py`` (encode_importance, encode_codes, decode_*)."""
-
-    needs_masks = True
-
-    def _encode_cuboid(self, t: StageTimer, codes: np.ndarray, mask: np.ndarray,
-                       table: np.ndarray) -> bytes:
-        from lcodec.entropy import static_context as sc
-        from lcodec.entropy.coder import SymbolStream
-
-        stream = SymbolStream()
-        for k in range(codes.shape[0]):
-            with t("probs"):
-                c1, c2 = sc._code_contexts(codes, mask, k)
-                sel = mask[k]
-                syms, freqs = codes[k][sel], table[k][c1[sel], c2[sel]]
-            with t("coding"):
-                stream.add(syms, freqs)
-        with t("coding"):
-            return stream.finish()
-
-    def encode(self, t: StageTimer, coder, codes, gray: bool) -> dict:
-        from lcodec.container import SectionType
-        from lcodec.entropy import static_context as sc
-        from lcodec.entropy.coder import encode_symbols
-
-        qi, luma, chroma, m_y, m_c = codes
-        tables = coder.tables
-        with t("probs"):
-            up, upleft = sc._importance_contexts(qi)
-            freqs = tables["entropy.qi"][up.ravel(), upleft.ravel()]
-        with t("coding"):
-            sections = {SectionType.IMPORTANCE: encode_symbols(qi.ravel(), freqs)}
-        sections[SectionType.LUMA] = self._encode_cuboid(t, luma, m_y, tables["entropy.luma"])
-        if not gray:
-            sections[SectionType.CHROMA] = self._encode_cuboid(t, chroma, m_c,
-                                                               tables["entropy.chroma"])
-        return sections
-
-    def _decode_cuboid(self, t: StageTimer, payload: bytes, mask: np.ndarray,
-                       table: np.ndarray) -> np.ndarray:
-        from lcodec.entropy import static_context as sc
-        from lcodec.entropy.coder import SymbolDecoder
-
-        with t("coding"):
-            dec = SymbolDecoder(payload)
-        codes = np.zeros(mask.shape, dtype=np.int64)
-        for k in range(mask.shape[0]):
-            with t("probs"):
-                c1, c2 = sc._code_contexts(codes, mask, k)
-                sel = mask[k]
-                freqs = table[k][c1[sel], c2[sel]]
-            with t("coding"):
-                codes[k][sel] = dec.decode(freqs)
-        return codes
-
-    def decode(self, t: StageTimer, model, coder, lic):
-        import torch
-
-        from lcodec.codec import code_shape
-        from lcodec.container import ColourMode, SectionType
-        from lcodec.entropy.coder import SymbolDecoder
-        from lcodec.quant import code_mask
-
-        hdr, cfg, tables = lic.header, model.config, coder.tables
-        gray = hdr.colour_mode == ColourMode.GRAY
-        h8, w8 = code_shape(hdr.width, hdr.height, cfg.stride)
-        with t("coding"):
-            dec = SymbolDecoder(lic.sections[SectionType.IMPORTANCE])
-        qi = np.zeros((h8, w8), dtype=np.int64)
-        table = tables["entropy.qi"]
-        for i in range(h8):
-            with t("probs"):
-                up = qi[i - 1] + 1 if i else np.zeros(w8, dtype=np.int64)
-                upleft = np.zeros(w8, dtype=np.int64)
-                if i:
-                    upleft[1:] = qi[i - 1, :-1] + 1
-                freqs = table[up, upleft]
-            with t("coding"):
-                qi[i] = dec.decode(freqs)
-        with t("probs"):  # the masks follow from qi before any code is decoded
-            qi_t = torch.from_numpy(qi)[None, None]
-            m_y = code_mask(qi_t, cfg.n_luma, cfg.imp_levels)[0].numpy()
-            m_c = None if gray else code_mask(qi_t, cfg.n_chroma, cfg.imp_levels)[0].numpy()
-        luma = self._decode_cuboid(t, lic.sections[SectionType.LUMA], m_y,
-                                   tables["entropy.luma"])
-        if gray:
-            chroma = np.zeros((cfg.n_chroma, h8, w8), dtype=np.int64)
-        else:
-            chroma = self._decode_cuboid(t, lic.sections[SectionType.CHROMA], m_c,
-                                         tables["entropy.chroma"])
-        return _encoded(t, model, qi, luma, chroma, lic.header.rate_knob)
-
-
-class _TimedDecoder:
-    """A :class:`~lcodec.entropy.coder.SymbolDecoder` whose ``decode`` calls (the range
-    decoding) are timed as ``coding``: handed to ``IntTcae.decode``, which interleaves them
-    with the network work of each plane, it separates the two without editing tcae.py."""
-
-    def __init__(self, t: StageTimer, payload: bytes) -> None:
-        from lcodec.entropy.coder import SymbolDecoder
-
-        self._t = t
-        with t("coding"):
-            self._dec = SymbolDecoder(payload)
-
-    def decode(self, freqs: np.ndarray) -> np.ndarray:
-        with self._t("coding"):
-            return self._dec.decode(freqs)
-
-    def finish(self) -> None:
-        """The decoder's end-of-stream check (unconsumed data is an error)."""
-        with self._t("coding"):
-            self._dec.finish()
-
-
-class TcaeStages:
-    """INCLINED_TCAE_V1; mirrors ``TcaeCoder`` (``entropy/methods.py``) and
-    ``TcaeModels.encode`` / ``TcaeModels.decode`` (``entropy/tcae.py``).
-
-    Encode: probs = masks and ``IntTcae.frequency_rows`` (one forward pass of the integer
-    network per section), coding = ``encode_symbols``. Decode: ``IntTcae.decode`` runs under
-    probs with a :class:`_TimedDecoder`, so its per-plane constriction calls go to coding and
-    everything else (the per-plane network work, set-up, scatter of the symbols) to probs.
-    """
-
-    needs_masks = False  # TcaeModels computes its own prefix masks (timed as probs)
-
-    def encode(self, t: StageTimer, coder, codes, gray: bool) -> dict:
-        from lcodec.container import SectionType
-        from lcodec.entropy.coder import encode_symbols
-
-        tm = coder.models
-        qi, luma, chroma = codes[:3]
-        with t("probs"):
-            qi, luma, chroma = tm._arrays(qi, luma, None if gray else chroma)
-            m_y, m_c = tm.masks(qi)
-        jobs = [(SectionType.IMPORTANCE, tm.importance, qi[None],
-                 np.ones((1, *qi.shape), bool)),
-                (SectionType.LUMA, tm.luma, luma, m_y)]
-        if chroma is not None:
-            jobs.append((SectionType.CHROMA, tm.chroma, chroma, m_c))
-        sections = {}
-        for sec, model, symbols, active in jobs:
-            with t("probs"):
-                syms, freqs = model.frequency_rows(symbols, active)
-            with t("coding"):
-                sections[sec] = encode_symbols(syms, freqs)
-        return sections
-
-    def decode(self, t: StageTimer, model, coder, lic):
-        from lcodec.codec import code_shape
-        from lcodec.container import ColourMode, SectionType
-        from lcodec.errors import LicError
-
-        hdr, tm = lic.header, coder.models
-        gray = hdr.colour_mode == ColourMode.GRAY
-        h, w = code_shape(hdr.width, hdr.height, model.config.stride)
-        secs = lic.sections
-        try:
-            with t("probs"):
-                qi = tm.importance.decode(_TimedDecoder(t, secs[SectionType.IMPORTANCE]),
-                                          np.ones((1, h, w), bool))[0]
-                m_y, m_c = tm.masks(qi)
-                luma = tm.luma.decode(_TimedDecoder(t, secs[SectionType.LUMA]), m_y)
-                if gray or SectionType.CHROMA not in secs:
-                    chroma = np.zeros(m_c.shape, dtype=np.int64)
-                else:
-                    chroma = tm.chroma.decode(_TimedDecoder(t, secs[SectionType.CHROMA]), m_c)
-        except ValueError as exc:  # as TcaeCoder.decode
-            raise LicError(f"malformed TCAE-coded sections ({exc})") from None
-        return _encoded(t, model, qi, luma, chroma, lic.header.rate_knob)
-
-
-def _entropy_stages() -> dict:
-    from lcodec.container import EntropyMethod
-
-    return {EntropyMethod.STATIC_CONTEXT_V1: StaticContextStages(),
-            EntropyMethod.INCLINED_TCAE_V1: TcaeStages()}
-
-
-ENTROPY_STAGES: Callable[[], dict] = _entropy_stages
-
-
 # --- one lcodec encode and decode, stage by stage --------------------------------------------
 
 @dataclass
@@ -391,95 +168,24 @@ def _sync_for(device: str) -> Callable[[], None]:
     return lambda: None
 
 
-def _stages_for(method) -> EntropyStages:
-    stages = ENTROPY_STAGES().get(method)
-    if stages is None:
-        raise LcodecError(f"the bench has no stage timing for entropy method {method.name}; "
-                          "add a class to lcodec.evaluate.bench.ENTROPY_STAGES")
-    return stages
+def encode_stages(loaded, src, knob: float, t: StageTimer, entropy: str = "auto") -> bytes:
+    """``codec.analyse(entropy=entropy)`` (network) + ``Analysis.encode(knob)``, the codec's
+    own path, timed by the stages it reports to ``t``."""
+    from lcodec import codec
 
-
-def encode_stages(loaded, src, knob: float, t: StageTimer, entropy: str = "auto"
-                  ) -> tuple[bytes, Callable[[], None]]:
-    """``codec.analyse(entropy=entropy)`` + ``Analysis.encode(knob)``, timed by stage: the
-    file, and a check (to run untimed) that the codec writes the very same bytes."""
-    import torch
-
-    from lcodec import codec, container, sidecar
-    from lcodec.container import ColourMode, Header, LicFile, SectionType
-    from lcodec.quant import code_mask
-
-    knob = round(min(max(knob, codec.KNOB_MIN), codec.KNOB_MAX), 3)
-    cfg = loaded.config
-    with t("network"), torch.no_grad():
+    with t("network"):
         analysis = codec.analyse(loaded, src, entropy)
-        coder = analysis.coder  # the method Analysis.encode writes
-        stages = _stages_for(coder.method)
-        q = loaded.net.quantize(analysis.e_y, analysis.e_c, analysis.p, knob)
-        qi = q.qi[0, 0].cpu().numpy()
-        luma = q.luma[0].cpu().numpy()
-        chroma = None if src.gray else q.chroma[0].cpu().numpy()
-        m_y = m_c = None
-        if stages.needs_masks:
-            m_y = code_mask(q.qi, cfg.n_luma, cfg.imp_levels)[0].cpu().numpy()
-            if not src.gray:
-                m_c = code_mask(q.qi, cfg.n_chroma, cfg.imp_levels)[0].cpu().numpy()
-    sections = stages.encode(t, coder, (qi, luma, chroma, m_y, m_c), src.gray)
-    with t("container"):
-        if src.alpha is not None:
-            sections[SectionType.ALPHA] = sidecar.pack_alpha(src.alpha)
-        meta = sidecar.pack_metadata(src.icc, src.exif)
-        if meta:
-            sections[SectionType.METADATA] = meta
-        mode = ColourMode.GRAY if src.gray else (
-            ColourMode.RGBA if src.alpha is not None else ColourMode.RGB)
-        header = Header(width=src.width, height=src.height, colour_mode=mode, bit_depth=8,
-                        model_id=loaded.info.model_id, rate_knob=knob,
-                        entropy_method=coder.method, entropy_id=coder.entropy_id)
-        data = container.pack(LicFile(header, sections))
-    return data, lambda: check_encode(analysis, knob, data)
+    return analysis.encode(knob, timer=t)
 
 
-def check_encode(analysis, knob: float, data: bytes) -> None:
-    """In-sync check: the codec's own encoder must give the very same file."""
-    if analysis.encode(knob) != data:
-        raise LcodecError("the bench's encoder no longer matches codec.Analysis.encode; "
-                          "update lcodec/evaluate/bench.py to follow codec.py")
-
-
-def decode_stages(data: bytes, device: str, t: StageTimer
-                  ) -> tuple[np.ndarray, Callable[[], None]]:
-    """``api.decode_full`` timed by stage: the (H, W, 3) pixels, and an untimed sync check."""
-    from lcodec import codec, container, models, sidecar
-    from lcodec.container import ColourMode, SectionType
+def decode_stages(data: bytes, device: str, t: StageTimer) -> np.ndarray:
+    """``api.decode_full``'s path (parse, model look-up, ``codec.decode``) timed by stage."""
+    from lcodec import codec, container, models
 
     with t("container"):
         lic = container.unpack(data)
         loaded = models.load(models.find(model_id=lic.header.model_id), device)
-        coder = codec.coder_for_file(loaded, lic.header)  # entropy model look-up (cached)
-    hdr = lic.header
-    codes = _stages_for(hdr.entropy_method).decode(t, loaded, coder, lic)
-    gray = hdr.colour_mode == ColourMode.GRAY
-    with t("network"):
-        pixels = codec.reconstruct(loaded, codes, hdr.width, hdr.height, gray)
-    with t("container"):
-        if SectionType.ALPHA in lic.sections:
-            sidecar.unpack_alpha(lic.sections[SectionType.ALPHA], hdr.width, hdr.height)
-        sidecar.unpack_metadata(lic.sections.get(SectionType.METADATA, b""))
-    return pixels, lambda: check_decode(loaded, lic, codes)
-
-
-def check_decode(loaded, lic, codes) -> None:
-    """In-sync check: the codec's own entropy decoder must give the same symbols."""
-    import torch
-
-    from lcodec import codec
-
-    ref = codec.decode_codes(loaded, lic)
-    if not all(torch.equal(a.cpu(), b.cpu()) for a, b in
-               ((ref.qi, codes.qi), (ref.luma, codes.luma), (ref.chroma, codes.chroma))):
-        raise LcodecError("the bench's decoder no longer matches codec.decode_codes; "
-                          "update lcodec/evaluate/bench.py to follow codec.py")
+    return codec.decode(loaded, lic, timer=t).pixels
 
 
 def time_lcodec(path: Path, loaded, knob: float, device: str, repeat: int,
@@ -504,17 +210,15 @@ def time_lcodec(path: Path, loaded, knob: float, device: str, repeat: int,
             torch.cuda.reset_peak_memory_stats()
         te = StageTimer(sync)
         with RssPeak() as rp:
-            data, check = encode_stages(loaded, src, knob, te, entropy)
+            data = encode_stages(loaded, src, knob, te, entropy)
         rss_e = max(rss_e, rp.peak)
-        check()
         if device == "cuda":
             gpu_e = max(gpu_e or 0, torch.cuda.max_memory_allocated())
             torch.cuda.reset_peak_memory_stats()
         td = StageTimer(sync)
         with RssPeak() as rp:
-            pixels, check = decode_stages(data, device, td)
+            pixels = decode_stages(data, device, td)
         rss_d = max(rss_d, rp.peak)
-        check()
         if device == "cuda":
             gpu_d = max(gpu_d or 0, torch.cuda.max_memory_allocated())
         if best_enc is None or sum(te.seconds.values()) < sum(best_enc.values()):
@@ -659,8 +363,8 @@ ENTROPY_NOTES = {
     "INCLINED_TCAE_V1": "probs = the integer TCAE networks (encode: one forward pass giving "
                         "all frequency rows; decode: the per-plane network work of "
                         "IntTcae.decode); coding = the constriction calls (decode: interleaved "
-                        "plane by plane with the network, timed apart through a timing proxy "
-                        "of the SymbolDecoder).",
+                        "plane by plane with the network, timed apart by the range coder "
+                        "itself).",
 }
 
 
@@ -668,8 +372,8 @@ def entropy_note(rows: list[LcodecTiming]) -> str:
     """Footnote of a stage table: the entropy method(s) of the files and the probs/coding
     split."""
     methods = sorted({r.entropy for r in rows})
-    return " ".join(f"Entropy method {m}: {ENTROPY_NOTES.get(m, 'see ENTROPY_STAGES.')}"
-                    for m in methods)
+    other = "probs = the entropy model; coding = constriction."
+    return " ".join(f"Entropy method {m}: {ENTROPY_NOTES.get(m, other)}" for m in methods)
 
 
 def _images(paths: list[str]) -> list[Path]:
