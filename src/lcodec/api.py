@@ -38,6 +38,7 @@ class EncodeResult:
     knob: float
     model: str
     notices: list[str] = field(default_factory=list)
+    psnr: float | None = None  # RGB PSNR (dB) of the file decoded, when asked for
 
     @property
     def width(self) -> int:
@@ -85,7 +86,8 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
                       psnr: float | None = None, quality: float | None = None,
                       knob: float | None = None, model: str | None = None,
                       device: str = "cpu", alpha: str = "keep", strip: bool = False,
-                      entropy: str = "auto", verify: bool = True) -> EncodeResult:
+                      entropy: str = "auto", verify: bool = True,
+                      measure_psnr: bool = False) -> EncodeResult:
     """Encode and report what was achieved. At most one rate setting:
 
     ``bpp``/``size``: the largest file not above the target (bisection on real bytes; the
@@ -94,7 +96,8 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
     whose decoded RGB PSNR reaches the target (dB). ``quality``: 0-100 mapped linearly onto
     the knob, no search. ``knob``: a fixed importance-map offset in [-1, 1], no search.
     Default: knob 0. ``entropy``: auto | tcae | static. ``verify``: decode the symbols of the
-    final file again before returning it (on by default).
+    final file again before returning it (on by default). ``measure_psnr``: decode the file
+    and report its RGB PSNR in the result.
     """
     if sum(v is not None for v in (bpp, size, psnr, quality, knob)) > 1:
         raise LcodecError("give at most one of bpp, size, psnr, quality and knob")
@@ -132,7 +135,9 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
         notices.append(f"the target is above the largest file {loaded.info.name} makes of this "
                        f"image: wrote that one, {len(res.data)} bytes "
                        f"({len(res.data) * 8 / (src.width * src.height):.4f} bpp)")
-    return EncodeResult(res.data, src, res.knob, loaded.info.name, notices)
+    measured = psnr_of(src.rgb, decode_array(res.data, loaded.device.type)) \
+        if measure_psnr else None
+    return EncodeResult(res.data, src, res.knob, loaded.info.name, notices, measured)
 
 
 def _fit_size(src: SourceImage, budget: int, model: str | None, entropy: str,

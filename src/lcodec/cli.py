@@ -14,12 +14,43 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
 
 from lcodec import __version__
 from lcodec.errors import LcodecError
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """What `lcodec encode` passes to each job (picklable: batch workers get a copy)."""
+
+    bpp: float | None = None
+    size: int | None = None
+    psnr: float | None = None
+    quality: float | None = None
+    knob: float | None = None
+    model: str | None = None
+    alpha: str = "keep"
+    strip: bool = False
+    entropy: str = "auto"
+    verify: bool = True
+    device: str = "cpu"
+    force: bool = False
+    want_psnr: bool = False  # measure the PSNR of the written file (-v, --json)
+    in_worker: bool = False  # running in a batch worker process
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """What `lcodec decode` passes to each job."""
+
+    max_pixels: int
+    device: str = "cpu"
+    force: bool = False
+    in_worker: bool = False
 
 
 def _read_input(path: str) -> bytes:
@@ -136,48 +167,47 @@ def _coding_options(fn):
     return fn
 
 
-def _encode_one(input_path: str, output_path: str, opts: dict) -> dict:
+def _encode_one(input_path: str, output_path: str, opts: EncodeOptions) -> dict:
     """Encode one file; returns its statistics. Raises LcodecError on bad input."""
     import io
 
     from lcodec import api
     from lcodec.imageio import load_image
 
-    _check_output(output_path, opts["force"])
+    _check_output(output_path, opts.force)
     t0 = time.perf_counter()
     # A file is opened by path, so its compressed bytes are not held during the encode.
     source = io.BytesIO(_read_input("-")) if input_path == "-" else _input_file(input_path)
-    src = load_image(source, "stdin" if input_path == "-" else input_path,
-                     opts["alpha"], opts["strip"])
-    res = api.encode_with_stats(src, bpp=opts["bpp"], size=opts["size"], psnr=opts["psnr"],
-                                quality=opts["quality"], knob=opts["knob"],
-                                model=opts["model"], device=opts["device"],
-                                entropy=opts["entropy"], verify=opts["verify"])
+    src = load_image(source, "stdin" if input_path == "-" else input_path, opts.alpha,
+                     opts.strip)
+    res = api.encode_with_stats(src, bpp=opts.bpp, size=opts.size, psnr=opts.psnr,
+                                quality=opts.quality, knob=opts.knob, model=opts.model,
+                                device=opts.device, entropy=opts.entropy, verify=opts.verify,
+                                measure_psnr=opts.want_psnr)
     seconds = time.perf_counter() - t0
-    _write_output(output_path, res.data, opts["force"])
+    _write_output(output_path, res.data, opts.force)
     stats = {"input": input_path, "output": output_path, "bytes": len(res.data),
              "bpp": round(res.bpp, 5), "knob": res.knob, "model": res.model,
              "width": res.width, "height": res.height, "seconds": round(seconds, 3),
              "notices": res.notices}
-    if opts["want_psnr"]:
-        back = api.decode_array(res.data, opts["device"])
-        stats["psnr"] = round(api.psnr_of(src.rgb, back), 3)
+    if res.psnr is not None:
+        stats["psnr"] = round(res.psnr, 3)
     return stats
 
 
-def _decode_one(input_path: str, output_path: str, opts: dict) -> dict:
+def _decode_one(input_path: str, output_path: str, opts: DecodeOptions) -> dict:
     from lcodec import api, container
     from lcodec.imageio import check_format_holds, encode_image, image_format_for
 
     fmt = image_format_for(output_path)
-    _check_output(output_path, opts["force"])
+    _check_output(output_path, opts.force)
     t0 = time.perf_counter()
     data = _read_input(input_path)
-    check_format_holds(fmt, _decoded_mode(*container.read_header(data, opts["max_pixels"])))
-    img, notices = api.decode_with_notices(data, opts["device"], opts["max_pixels"])
+    check_format_holds(fmt, _decoded_mode(*container.read_header(data, opts.max_pixels)))
+    img, notices = api.decode_with_notices(data, opts.device, opts.max_pixels)
     seconds = time.perf_counter() - t0
     payload, more = encode_image(img, fmt, img.info.get("icc_profile"), img.info.get("exif"))
-    _write_output(output_path, payload, opts["force"])
+    _write_output(output_path, payload, opts.force)
     w, h = img.size
     return {"input": input_path, "output": output_path, "width": w, "height": h,
             "mode": img.mode, "bytes": len(data), "bpp": round(len(data) * 8 / (w * h), 5),
@@ -234,7 +264,10 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_one(job: tuple[str, str, str, dict]) -> tuple[dict | None, str | None]:
+Options = EncodeOptions | DecodeOptions
+
+
+def _run_one(job: tuple[str, str, str, Options]) -> tuple[dict | None, str | None]:
     global _busy
     kind, src, dst, opts = job
     _busy = True
@@ -246,7 +279,7 @@ def _run_one(job: tuple[str, str, str, dict]) -> tuple[dict | None, str | None]:
     except OSError as exc:
         return None, f"{src}: {exc.strerror or exc}"
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP in a worker: stop quietly
-        if opts.get("in_worker"):
+        if opts.in_worker:
             os._exit(128 + getattr(exc, "signum", signal.SIGINT))
         raise
     finally:
@@ -261,7 +294,7 @@ def _in_pool(job_list: list, jobs: int, collect) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs)
     pool = multiprocessing.Pool(jobs, initializer=_worker_init, initargs=(threads,))
     try:
-        collect(pool.imap(_run_one, [(k, s, d, {**o, "in_worker": True})
+        collect(pool.imap(_run_one, [(k, s, d, replace(o, in_worker=True))
                                      for k, s, d, o in job_list]))
         pool.close()
     except BaseException:
@@ -272,7 +305,7 @@ def _in_pool(job_list: list, jobs: int, collect) -> None:
 
 
 def _single_or_batch(kind: str, paths: tuple[str, ...], output_dir: str | None, jobs: int,
-                     opts: dict, suffix: str, verbose: bool, quiet: bool,
+                     opts: Options, suffix: str, verbose: bool, quiet: bool,
                      as_json: bool) -> None:
     """Run one file (IN OUT) or a batch (PATHS… -o DIR); exit 1 if any file failed."""
     line = _encode_line if kind == "encode" else _decode_line
@@ -389,10 +422,10 @@ def encode(paths: tuple[str, ...], bpp: float | None, size_bytes: int | None,
     Kodak), with --psnr for the smallest file that reaches the quality; --quality and --knob
     fix the knob (default: knob 0).
     """
-    opts = {"bpp": bpp, "size": size_bytes, "psnr": psnr_db, "quality": quality, "knob": knob,
-            "model": model, "alpha": alpha, "entropy": entropy, "verify": verify,
-            "strip": strip, "device": device, "force": force,
-            "want_psnr": verbose or as_json}
+    opts = EncodeOptions(bpp=bpp, size=size_bytes, psnr=psnr_db, quality=quality, knob=knob,
+                         model=model, alpha=alpha, strip=strip, entropy=entropy,
+                         verify=verify, device=device, force=force,
+                         want_psnr=verbose or as_json)
     _single_or_batch("encode", paths, output_dir, jobs, opts, ".lic", verbose, quiet, as_json)
 
 
@@ -409,7 +442,8 @@ def decode(paths: tuple[str, ...], fmt: str, max_pixels: int | None, output_dir:
     ('-' writes PNG to stdout); or several files into OUTDIR with -o."""
     from lcodec.container import DEFAULT_MAX_PIXELS
 
-    opts = {"device": device, "force": force, "max_pixels": max_pixels or DEFAULT_MAX_PIXELS}
+    opts = DecodeOptions(max_pixels=max_pixels or DEFAULT_MAX_PIXELS, device=device,
+                         force=force)
     _single_or_batch("decode", paths, output_dir, jobs, opts, "." + fmt.lstrip("."), verbose,
                      quiet, as_json)
 
