@@ -315,3 +315,33 @@ def test_golden_files_with_words_appended_inside_a_section_are_rejected(entry) -
         sections = {**lic.sections, t: lic.sections[t] + b"\0\0\0\0"}
         with pytest.raises(LicError):
             api.decode_full(container.pack(container.LicFile(lic.header, sections)))
+
+
+def test_every_entropy_method_a_file_can_name_has_a_registered_coder(monkeypatch) -> None:
+    from lcodec.container import EntropyMethod
+    from lcodec.entropy import methods
+
+    assert set(methods.METHODS) == set(EntropyMethod)
+    monkeypatch.delitem(methods.METHODS, EntropyMethod.INCLINED_TCAE_V1)
+    with pytest.raises(LicError, match="INCLINED_TCAE_V1 is not supported"):
+        methods.coder_for(EntropyMethod.INCLINED_TCAE_V1, object())
+
+
+def test_range_coder_calls_are_charged_to_coding_only_inside_timed_coding() -> None:
+    from contextlib import contextmanager
+
+    from lcodec.entropy.coder import encode_symbols, timed_coding
+
+    stages: list[str] = []
+
+    @contextmanager
+    def timer(stage: str):
+        stages.append(stage)
+        yield
+
+    freqs = np.full((5, 4), 1 << 14, dtype=np.int64)
+    plain = encode_symbols(np.arange(5) % 4, freqs)
+    assert stages == []
+    with timed_coding(timer):
+        timed = encode_symbols(np.arange(5) % 4, freqs)
+    assert timed == plain and stages and set(stages) == {"coding"}
