@@ -16,7 +16,14 @@ from PIL import Image
 
 from lcodec import codec, container, models
 from lcodec.errors import LcodecError
-from lcodec.imageio import SourceImage, checked_metadata, from_pil, load_image, to_pil
+from lcodec.imageio import (
+    SourceImage,
+    checked_metadata,
+    from_pil,
+    load_image,
+    read_file,
+    to_pil,
+)
 from lcodec.metrics import psnr as psnr_of
 from lcodec.ratecontrol import (
     BelowRange,
@@ -187,7 +194,7 @@ def lic_bytes(data: Any) -> bytes:
     if isinstance(data, bytes | bytearray | memoryview):
         return bytes(data)
     if isinstance(data, str | os.PathLike):
-        return _read_path(Path(data))
+        return read_file(data, ".lic file")
     read = getattr(data, "read", None)
     if callable(read):
         blob = read()
@@ -197,17 +204,6 @@ def lic_bytes(data: Any) -> bytes:
                           "('rb')")
     raise LcodecError(f"cannot decode an object of type {type(data).__name__}; pass bytes, "
                       "a path or a binary file object")
-
-
-def _read_path(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise LcodecError(f"{path} not found") from None
-    except IsADirectoryError:
-        raise LcodecError(f"{path} is a directory, not a .lic file") from None
-    except OSError as exc:
-        raise LcodecError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def decode_full(data: Any, device: str = "cpu",

@@ -56,14 +56,9 @@ class DecodeOptions:
 def _read_input(path: str) -> bytes:
     if path == "-":
         return sys.stdin.buffer.read()
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise LcodecError(f"{path} not found") from None
-    except IsADirectoryError:
-        raise LcodecError(f"{path} is a directory, not a file") from None
-    except OSError as exc:
-        raise LcodecError(f"cannot read {path}: {exc.strerror}") from None
+    from lcodec.imageio import read_file
+
+    return read_file(path)
 
 
 def _input_file(path: str) -> str:
