@@ -80,3 +80,19 @@ def test_two_stage_lands_close_even_when_the_size_ratio_drifts(budget) -> None:
 
     res = fit_budget_two_stage(fake(1.0), slow, budget)
     assert 0.97 * budget <= len(res.data) <= budget
+
+
+def test_a_budget_below_one_models_range_falls_to_the_next_and_below_all_names_the_least():
+    from lcodec.ratecontrol import BelowRange, first_that_fits
+
+    def below(smallest: int):
+        def attempt():
+            raise BelowRange(100, smallest)
+        return attempt
+
+    assert first_that_fits([("a", below(300)), ("b", lambda: "fits")], 100) == "fits"
+    with pytest.raises(LcodecError, match=r"smallest file any shipped model makes \(120 bytes, "
+                                          r"with b\)"):
+        first_that_fits([("a", below(300)), ("b", below(120))], 100)
+    with pytest.raises(BelowRange):  # one model: its own error
+        first_that_fits([("a", below(300))], 100)

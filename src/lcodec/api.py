@@ -26,8 +26,8 @@ from lcodec.imageio import (
 )
 from lcodec.metrics import psnr as psnr_of
 from lcodec.ratecontrol import (
-    BelowRange,
     RateResult,
+    first_that_fits,
     fit_budget,
     fit_budget_two_stage,
     fit_quality,
@@ -119,8 +119,11 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
         raise LcodecError(f"knob must be in [{codec.KNOB_MIN}, {codec.KNOB_MAX}], not {k}")
     src = as_source(image, alpha, strip)
     if bpp is not None or size is not None:
-        budget = int(size) if size is not None else math.floor(bpp * src.width * src.height / 8)
-        res, loaded, analysis = _fit_size(src, budget, model, entropy, resolve_device(device))
+        pixels = src.width * src.height
+        budget = int(size) if size is not None else math.floor(bpp * pixels / 8)
+        target_bpp = bpp if bpp is not None else budget * 8 / pixels
+        res, loaded, analysis = _fit_size(src, budget, target_bpp, model, entropy,
+                                          resolve_device(device))
     else:
         loaded = models.load(models.find(model), resolve_device(device))
         analysis = codec.analyse(loaded, src, entropy)
@@ -147,34 +150,29 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
     return EncodeResult(res.data, src, res.knob, loaded.info.name, notices, measured)
 
 
-def _fit_size(src: SourceImage, budget: int, model: str | None, entropy: str,
-              device: str) -> tuple[RateResult, models.LoadedModel, codec.Analysis]:
+def _fit_size(src: SourceImage, budget: int, target_bpp: float, model: str | None,
+              entropy: str, device: str
+              ) -> tuple[RateResult, models.LoadedModel, codec.Analysis]:
     """The largest file not above ``budget`` bytes, with the named model or, without one,
-    with the shipped model measured best at this bpp (:func:`models.for_bpp`), falling back
-    to the other shipped models when even this one's smallest file is too big."""
+    with the shipped model measured best at ``target_bpp`` (:func:`models.for_bpp`), falling
+    back to the other shipped models when even this one's smallest file is too big."""
     if model is not None:
         candidates = [models.find(model)]
     else:
-        first = models.for_bpp(budget * 8 / (src.width * src.height))
+        first = models.for_bpp(target_bpp)
         candidates = [first, *(m for m in models.encoders() if m != first)]
-    smallest: list[tuple[int, str]] = []
-    for info in candidates:
-        loaded = models.load(info, device)
-        analysis = codec.analyse(loaded, src, entropy)
-        try:
+
+    def attempt(info: models.ModelInfo):
+        def run() -> tuple[RateResult, models.LoadedModel, codec.Analysis]:
+            loaded = models.load(info, device)
+            analysis = codec.analyse(loaded, src, entropy)
             if analysis.coder.method == container.EntropyMethod.STATIC_CONTEXT_V1:
-                res = fit_budget(analysis.encode, budget)
-            else:
-                res = fit_budget_two_stage(analysis.encode_static, analysis.encode, budget)
-        except BelowRange as err:
-            if len(candidates) == 1:
-                raise
-            smallest.append((err.smallest, info.name))
-            continue
-        return res, loaded, analysis
-    least, name = min(smallest)
-    raise LcodecError(f"the target of {budget} bytes is below the smallest file any shipped "
-                      f"model makes ({least} bytes, with {name}); ask for at least that")
+                return fit_budget(analysis.encode, budget), loaded, analysis
+            return (fit_budget_two_stage(analysis.encode_static, analysis.encode, budget),
+                    loaded, analysis)
+        return run
+
+    return first_that_fits(((m.name, attempt(m)) for m in candidates), budget)
 
 
 def encode(image: Any, *, bpp: float | None = None, size: int | None = None,

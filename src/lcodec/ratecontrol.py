@@ -7,10 +7,13 @@ parameter; the size is checked on the actual file, never on an estimate.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from lcodec.errors import LcodecError
+
+T = TypeVar("T")
 
 KNOB_MIN, KNOB_MAX = -1.0, 1.0  # the rate knob's range; the networks clamp to it
 KNOB_STEP = 0.001  # the header's resolution
@@ -23,6 +26,28 @@ class BelowRange(LcodecError):
         super().__init__(f"the target of {budget} bytes is below the smallest file this model "
                          f"makes ({smallest} bytes); ask for at least that")
         self.smallest = smallest
+
+
+def first_that_fits(attempts: Iterable[tuple[str, Callable[[], T]]], budget: int) -> T:
+    """The result of the first ``(name, attempt)`` whose smallest file fits the byte budget.
+
+    An attempt raises :class:`BelowRange` when even its smallest file is too big; then the
+    next one is tried (a smaller-rate model). When none fits, one error names the smallest
+    file any of them makes."""
+    smallest: list[tuple[int, str]] = []
+    attempts = list(attempts)
+    for name, attempt in attempts:
+        try:
+            return attempt()
+        except BelowRange as err:
+            if len(attempts) == 1:
+                raise
+            smallest.append((err.smallest, name))
+    if not smallest:
+        raise LcodecError("no model to encode with")
+    least, name = min(smallest)
+    raise LcodecError(f"the target of {budget} bytes is below the smallest file any shipped "
+                      f"model makes ({least} bytes, with {name}); ask for at least that")
 
 
 @dataclass
