@@ -85,7 +85,8 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
                       psnr: float | None = None, quality: float | None = None,
                       knob: float | None = None, model: str | None = None,
                       device: str = "cpu", alpha: str = "keep", strip: bool = False,
-                      entropy: str = "auto", verify: bool = True) -> EncodeResult:
+                      entropy: str = "auto", verify: bool = True,
+                      synthesis: str = "auto") -> EncodeResult:
     """Encode and report what was achieved. At most one rate setting:
 
     ``bpp``/``size``: the largest file not above the target (bisection on real bytes; the
@@ -94,7 +95,8 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
     whose decoded RGB PSNR reaches the target (dB). ``quality``: 0-100 mapped linearly onto
     the knob, no search. ``knob``: a fixed importance-map offset in [-1, 1], no search.
     Default: knob 0. ``entropy``: auto | tcae | static. ``verify``: decode the symbols of the
-    final file again before returning it (on by default).
+    final file again before returning it (on by default). ``synthesis``: auto | exact |
+    float, the decoder the file names (auto: exact where the model has one, network v2).
     """
     if sum(v is not None for v in (bpp, size, psnr, quality, knob)) > 1:
         raise LcodecError("give at most one of bpp, size, psnr, quality and knob")
@@ -110,10 +112,11 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
     src = as_source(image, alpha, strip)
     if bpp is not None or size is not None:
         budget = int(size) if size is not None else math.floor(bpp * src.width * src.height / 8)
-        res, loaded, analysis = _fit_size(src, budget, model, entropy, resolve_device(device))
+        res, loaded, analysis = _fit_size(src, budget, model, entropy, resolve_device(device),
+                                          synthesis)
     else:
         loaded = models.load(models.find(model), resolve_device(device))
-        analysis = codec.analyse(loaded, src, entropy)
+        analysis = codec.analyse(loaded, src, entropy, synthesis)
         if psnr is not None:
             def measured(data: bytes) -> float:
                 return psnr_of(src.rgb, decode_array(data, loaded.device.type))
@@ -136,7 +139,8 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
 
 
 def _fit_size(src: SourceImage, budget: int, model: str | None, entropy: str,
-              device: str) -> tuple[RateResult, models.LoadedModel, codec.Analysis]:
+              device: str, synthesis: str = "auto"
+              ) -> tuple[RateResult, models.LoadedModel, codec.Analysis]:
     """The largest file not above ``budget`` bytes, with the named model or, without one,
     with the shipped model measured best at this bpp (:func:`models.for_bpp`), falling back
     to the other shipped models when even this one's smallest file is too big."""
@@ -148,7 +152,7 @@ def _fit_size(src: SourceImage, budget: int, model: str | None, entropy: str,
     smallest: list[tuple[int, str]] = []
     for info in candidates:
         loaded = models.load(info, device)
-        analysis = codec.analyse(loaded, src, entropy)
+        analysis = codec.analyse(loaded, src, entropy, synthesis)
         try:
             if analysis.coder.method == container.EntropyMethod.STATIC_CONTEXT_V1:
                 res = fit_budget(analysis.encode, budget)
@@ -169,11 +173,11 @@ def encode(image: Any, *, bpp: float | None = None, size: int | None = None,
            psnr: float | None = None, quality: float | None = None,
            knob: float | None = None, model: str | None = None, device: str = "cpu",
            alpha: str = "keep", strip: bool = False, entropy: str = "auto",
-           verify: bool = True) -> bytes:
+           verify: bool = True, synthesis: str = "auto") -> bytes:
     """Encode an image (path, PIL image or (H, W, 3) uint8 array) to `.lic` bytes."""
     return encode_with_stats(image, bpp=bpp, size=size, psnr=psnr, quality=quality, knob=knob,
                              model=model, device=device, alpha=alpha, strip=strip,
-                             entropy=entropy, verify=verify).data
+                             entropy=entropy, verify=verify, synthesis=synthesis).data
 
 
 def lic_bytes(data: Any) -> bytes:

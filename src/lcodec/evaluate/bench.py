@@ -435,7 +435,8 @@ def encode_stages(loaded, src, knob: float, t: StageTimer, entropy: str = "auto"
             ColourMode.RGBA if src.alpha is not None else ColourMode.RGB)
         header = Header(width=src.width, height=src.height, colour_mode=mode, bit_depth=8,
                         model_id=loaded.info.model_id, rate_knob=knob,
-                        entropy_method=coder.method, entropy_id=coder.entropy_id)
+                        entropy_method=coder.method, entropy_id=coder.entropy_id,
+                        synthesis=analysis.synthesis)
         data = container.pack(LicFile(header, sections))
     return data, lambda: check_encode(analysis, knob, data)
 
@@ -461,7 +462,7 @@ def decode_stages(data: bytes, device: str, t: StageTimer
     codes = _stages_for(hdr.entropy_method).decode(t, loaded, coder, lic)
     gray = hdr.colour_mode == ColourMode.GRAY
     with t("network"):
-        pixels = codec.reconstruct(loaded, codes, hdr.width, hdr.height, gray)
+        pixels = codec.reconstruct(loaded, codes, hdr.width, hdr.height, gray, hdr.synthesis)
     with t("container"):
         if SectionType.ALPHA in lic.sections:
             sidecar.unpack_alpha(lic.sections[SectionType.ALPHA], hdr.width, hdr.height)
