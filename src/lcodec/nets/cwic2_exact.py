@@ -120,7 +120,7 @@ class ExactSynthesis:
 
     def _symbols(self, idx: torch.Tensor, qi: torch.Tensor, channels: int) -> torch.Tensor:
         m = code_mask(qi, channels, self.cfg.imp_levels)[0]
-        return (idx[0].to(torch.int64) - self.half) * m
+        return (idx[0] - self.half).to(torch.float64) * m
 
     @torch.no_grad()
     def pixels(self, qi: torch.Tensor, luma: torch.Tensor, chroma: torch.Tensor,
@@ -135,12 +135,12 @@ class ExactSynthesis:
         for conv, igdn in self.luma:
             x = igdn(shuffle(conv(x)))
             feats.append(x)
-        y = shuffle(self.luma_out(x))[0]
+        y = shuffle(self.luma_out(x))[0].to(torch.int64)  # integers < 2**26: exact
         if gray:
             return ycbcr_offsets_to_rgb8(y, None, None, ACT_FRAC)
         x = self.chroma_igdn8(shuffle(first_c(self._symbols(chroma, qi, cfg.n_chroma))))
         x = self.fuse[0](concat([x, feats[0]]))
         for (conv, igdn), fuse, f in zip(self.chroma, self.fuse[1:], feats[1:], strict=True):
             x = fuse(concat([igdn(shuffle(conv(x))), f]))
-        c = shuffle(self.chroma_out(x))
+        c = shuffle(self.chroma_out(x)).to(torch.int64)
         return ycbcr_offsets_to_rgb8(y, c[0], c[1], ACT_FRAC)

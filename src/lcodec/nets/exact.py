@@ -1,21 +1,23 @@
 """Integer-exact layers: fixed-point weights and activations whose sums float64 holds exactly.
 
-Every tensor here holds integers. An activation ``a`` on the grid of ``frac`` fractional bits
-stands for the real number ``a · 2**-frac``; a weight row ``w_q = rint(w · 2**e)`` stands for
-``w`` with the row's power-of-two exponent ``e``. Three rules make every result the same
-integer on every CPU, GPU, BLAS, thread count and batch layout (docs/format.md, "Exact
-synthesis"):
+Every tensor here holds integers, stored as float64. An activation ``a`` on the grid of
+``frac`` fractional bits stands for the real number ``a · 2**-frac``; a weight row
+``w_q = rint(w · 2**e)`` stands for ``w`` with the row's power-of-two exponent ``e``. Two
+rules make every result the same integer on every CPU, GPU, BLAS, thread count and batch
+layout (docs/format.md, "Exact synthesis"):
 
-* sums of products are computed by plain float64 GEMMs (``torch.addmm``/``matmul``: no
-  convolution kernel, so no Winograd, FFT or TF32) over operands bounded so that every
-  product and every partial sum, in any order, is an integer of magnitude < 2**53: float64
-  represents all of them, so the result is exact whatever order the GEMM sums in (the bound
-  is checked when a layer is built; a reduction that could exceed it is split into groups of
-  taps whose sums are added in int64);
-* everything else (bias, requantization, the IGDN product, saturation) is int64 arithmetic:
-  multiply, add and rounding shift ``(v + 2**(s-1)) >> s`` (round half up);
-* weights are derived from the float weights with float64 operations that are exact
-  (multiplying an fp16/fp32 value by a power of two) and round-half-even (``numpy.rint``).
+* sums of products are plain float64 GEMMs (``torch.addmm``/``matmul``: no convolution
+  kernel, so no Winograd, FFT or TF32) over operands bounded, when a layer is built, so that
+  every product and every partial sum, in any order, is an integer of magnitude < 2**52:
+  float64 represents all of them, so the result is exact whatever order, blocking or FMA use
+  the GEMM has (a row whose bound would not hold gets fewer weight bits);
+* everything else is an elementwise float64 operation whose exact result is representable,
+  hence the same under IEEE 754 everywhere: multiplication by a power of two, addition of
+  ``1/2``, ``floor`` (requantization ``floor(v · 2**-s + 1/2)``, round half up, for
+  |v| < 2**52), products bounded by 2**52 (the IGDN), and clamping (saturation).
+
+Weights are derived from the float weights with float64 operations that are exact
+(multiplying an fp16/fp32 value by a power of two) and round-half-even (``numpy.rint``).
 """
 
 from __future__ import annotations
@@ -30,14 +32,11 @@ import torch.nn.functional as F
 from lcodec.errors import LcodecError
 
 W_BITS = 16  # signed weights: |w_q| ≤ 2**15 - 1
-W_MAX = 2 ** (W_BITS - 1) - 1
 ACT_FRAC = 16  # activations: real value = a · 2**-16
-ACT_MAX = 2**27 - 1  # |a| ≤ ACT_MAX (real ±2048), saturated after every layer
+ACT_MAX = 2**26 - 1  # |a| ≤ ACT_MAX (real ±1024), saturated after every layer
 NORM_FRAC = 16  # IGDN normaliser: real value = n · 2**-16
-NORM_MAX = 2**35 - 1  # so that |a · n| < 2**62
-EXACT = 2**53  # float64 holds every integer of smaller magnitude
-_BIAS_LIMIT = 2**61  # |bias_q| < 2**61: int64 sums with accumulators (< 2**53) cannot overflow
-_MAX_LEFT_SHIFT = 20  # left shifts are applied to values pre-clamped to ±2**40
+NORM_MAX = 2**26 - 1  # so that |a · n| < 2**52
+EXACT = 2**52  # bound on every integer a layer computes (float64 holds up to 2**53 exactly)
 
 
 def row_exponents(w: np.ndarray, bits: int = W_BITS) -> np.ndarray:
@@ -53,66 +52,63 @@ def row_exponents(w: np.ndarray, bits: int = W_BITS) -> np.ndarray:
     return e
 
 
-def limit_exponents(e: np.ndarray, values: np.ndarray, frac: int) -> np.ndarray:
-    """Lower ``e`` where ``|values|·2**(e + frac)`` would reach ``2**61`` (bias headroom)."""
-    _, k = np.frexp(np.abs(values))
-    cap = 60 - frac - k  # |v| < 2**k, so |v|·2**(cap + frac) < 2**60
-    return np.where(values == 0, e, np.minimum(e, cap)).astype(np.int64)
-
-
 def scale_round(values: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """``rint(values · 2**e)`` (round half to even) as int64; ``e`` broadcasts on axis 0."""
+    """``rint(values · 2**e)`` (round half to even, exact) in float64; ``e`` per row."""
     e = np.asarray(e).reshape(-1, *([1] * (values.ndim - 1)))
-    return np.rint(np.ldexp(values, e)).astype(np.int64)
+    return np.rint(np.ldexp(values, e))
 
 
-def rescale(v: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """``round(v · 2**-shift)``, half up, in int64; a negative shift is an exact left shift
-    (after clamping ``v`` to ±2**40, which only matters for values saturated anyway)."""
-    right = torch.clamp(shift, min=0)
-    left = torch.clamp(-shift, min=0)
-    if bool((left > 0).any()):
-        v = torch.bitwise_left_shift(torch.clamp(v, -(2**40), 2**40), left)
-    half = torch.bitwise_right_shift(torch.bitwise_left_shift(torch.ones_like(right), right), 1)
-    return torch.bitwise_right_shift(v + half, right)
+def fit_rows(w: np.ndarray, b: np.ndarray, in_frac: int, in_max: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Quantize rows of ``w`` (O, K) and ``b`` (O,) with per-row exponents ``e`` (weights
+    ``rint(w·2**e)``, bias ``rint(b·2**(e + in_frac))``), lowering a row's ``e`` until
+    ``Σ|w_q|·in_max + |b_q| < 2**52`` holds exactly (Python integers): the bound on every
+    partial sum of that row's GEMM. Returns (w_q, b_q, e)."""
+    e = row_exponents(w)
+    w_q, b_q = scale_round(w, e), scale_round(b, e + in_frac)
+    for o in range(w.shape[0]):
+        while (int(np.abs(w_q[o]).sum()) * in_max + int(abs(b_q[o])) >= EXACT):
+            e[o] -= 1
+            w_q[o] = np.rint(np.ldexp(w[o], e[o]))
+            b_q[o] = np.rint(np.ldexp(b[o], e[o] + in_frac))
+    return w_q, b_q, e
 
 
-def saturate(v: torch.Tensor, bound: int = ACT_MAX) -> torch.Tensor:
-    return torch.clamp(v, -bound, bound)
+@dataclass
+class Requant:
+    """``clamp(floor(v · 2**-s + 1/2), ±bound)`` per channel, in place (round half up; for
+    s ≤ 0 an exact multiplication, no rounding). Scales and halves are computed once with
+    ``numpy.ldexp`` (exact); every step is exact in float64 for |v| < 2**52."""
 
+    scale: torch.Tensor
+    half: torch.Tensor
+    bound: int
 
-def tap_groups(w_q: np.ndarray, in_max: int) -> list[list[tuple[int, int]]]:
-    """Taps (di, dj) of an integer kernel (kh, kw, O, C) grouped so that within a group every
-    output column's ``Σ|w_q|·in_max`` is < 2**53 (one group for every shipped layer)."""
-    kh, kw = w_q.shape[:2]
-    per_tap = np.abs(w_q).sum(axis=3).astype(object) * in_max  # (kh, kw, O), exact ints
-    groups: list[list[tuple[int, int]]] = []
-    load = None
-    for di in range(kh):
-        for dj in range(kw):
-            tap = per_tap[di, dj]
-            if max(tap, default=0) >= EXACT:
-                raise LcodecError("a weight row is too large for the exact synthesis")
-            if load is None or max(load + tap) >= EXACT:
-                groups.append([])
-                load = np.zeros_like(tap)
-            groups[-1].append((di, dj))
-            load = load + tap
-    return groups
+    @classmethod
+    def of(cls, shift: np.ndarray, bound: int, device: torch.device) -> Requant:
+        shift = np.asarray(shift, dtype=np.int64).reshape(-1)
+        half = np.where(shift > 0, 0.5, 0.0)
+        return cls(torch.from_numpy(np.ldexp(1.0, -shift)).to(device),
+                   torch.from_numpy(half).to(device), bound)
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        view = (-1,) + (1,) * (v.dim() - 1)
+        v.mul_(self.scale.view(view)).add_(self.half.view(view)).floor_()
+        return v.clamp_(-self.bound, self.bound)
 
 
 @dataclass
 class IntConv:
     """A k×k convolution (stride 1, zero padding k//2) on integer activations.
 
-    Input on grid ``in_frac`` with |x| ≤ ``in_max``; output on grid ``ACT_FRAC``, saturated.
-    ``weight``: (kh, kw, O, C) float64 integers; ``shift`` (O,) = e + in_frac - ACT_FRAC.
+    Input on grid ``in_frac`` with |x| ≤ ``in_max``; output on grid ``ACT_FRAC``, saturated
+    at ``ACT_MAX``. ``weight``: (kh, kw, O, C) integers; ``bias`` on grid ``e + in_frac``;
+    ``shift`` (O,) = e + in_frac − ACT_FRAC.
     """
 
     weight: torch.Tensor
     bias: torch.Tensor
-    shift: torch.Tensor
-    groups: list[list[tuple[int, int]]]
+    requant: Requant
 
     @classmethod
     def from_float(cls, w: np.ndarray, b: np.ndarray | None, in_frac: int, in_max: int,
@@ -120,75 +116,66 @@ class IntConv:
         """Quantize a float64 kernel (O, C, kh, kw) and bias (O,) per output channel."""
         o = w.shape[0]
         b = np.zeros(o) if b is None else b
-        e = limit_exponents(row_exponents(w.reshape(o, -1)), b, in_frac)
-        w_q = scale_round(w, e).transpose(2, 3, 0, 1)  # (kh, kw, O, C)
-        shift = e + in_frac - ACT_FRAC
-        if shift.min() < -_MAX_LEFT_SHIFT or shift.max() > 62:
+        w_q, b_q, e = fit_rows(w.reshape(o, -1), b, in_frac, in_max)
+        w_q = w_q.reshape(w.shape).transpose(2, 3, 0, 1)  # (kh, kw, O, C)
+        if np.abs(e).max() > 1000:
             raise LcodecError("the weights are out of range for the exact synthesis")
-        return cls(torch.from_numpy(np.ascontiguousarray(w_q, dtype=np.float64)).to(device),
-                   torch.from_numpy(scale_round(b, e + in_frac)).to(device),
-                   torch.from_numpy(shift).to(device), tap_groups(w_q, in_max))
+        return cls(torch.from_numpy(np.ascontiguousarray(w_q)).to(device),
+                   torch.from_numpy(b_q).to(device),
+                   Requant.of(e + in_frac - ACT_FRAC, ACT_MAX, device))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """(C, H, W) int64 -> (O, H, W) int64.
+        """(C, H, W) -> (O, H, W), float64 integers.
 
         The input is zero-padded and flattened with row length ``wp = W + kw - 1``; tap
         (di, dj) then reads the contiguous run starting at ``di·wp + dj``, so each tap is one
-        GEMM on a view (no copy, no unfold) and the ``kw - 1`` extra columns per row are
-        dropped at the end."""
+        GEMM on a view (no copy, no unfold), accumulated onto the bias; the ``kw - 1`` extra
+        columns per row are dropped at the end."""
         kh, kw, o, c = self.weight.shape
         _, h, w = x.shape
         wp = w + kw - 1
-        xp = F.pad(x.to(torch.float64), (kw // 2, kw - 1 - kw // 2, kh // 2, kh - kh // 2))
+        xp = F.pad(x, (kw // 2, kw - 1 - kw // 2, kh // 2, kh - kh // 2))
         flat = xp.reshape(c, -1)
         n = h * wp
-        total = None
-        for group in self.groups:
-            acc = torch.zeros(o, n, dtype=torch.float64, device=x.device)
-            for di, dj in group:
+        acc = self.bias[:, None].expand(o, n).contiguous()
+        for di in range(kh):
+            for dj in range(kw):
                 off = di * wp + dj
                 acc.addmm_(self.weight[di, dj], flat[:, off : off + n])
-            acc = acc.to(torch.int64)
-            total = acc if total is None else total + acc
-        out = total.view(o, h, wp)[:, :, :w] + self.bias.view(o, 1, 1)
-        return saturate(rescale(out, self.shift.view(o, 1, 1)))
+        return self.requant(acc.view(o, h, wp)[:, :, :w])
 
 
 @dataclass
 class IntIGDN:
     """Inverse GDN ``y = x · (β + Γ|x|)`` on activations of grid ``ACT_FRAC``.
 
-    ``gamma``: (O, C) float64 non-negative integers (row exponents ``e``), ``beta`` on grid
-    ``e + ACT_FRAC``; the normaliser is requantized to ``NORM_FRAC`` bits, capped at
-    ``NORM_MAX``, and the product rounded back to ``ACT_FRAC`` in int64 (|x·n| < 2**62).
+    ``gamma``: (O, C) non-negative integers (row exponents ``e``), ``beta`` on grid
+    ``e + ACT_FRAC``; the normaliser is requantized to ``NORM_FRAC`` bits and capped at
+    ``NORM_MAX``, and the product (|x·n| < 2**52) rounded back to ``ACT_FRAC``.
     """
 
     gamma: torch.Tensor
     beta: torch.Tensor
-    shift: torch.Tensor
+    norm: Requant
+    out: Requant
 
     @classmethod
     def from_float(cls, gamma: np.ndarray, beta: np.ndarray, device: torch.device) -> IntIGDN:
-        gamma, beta = np.abs(gamma), np.abs(beta)  # the float GDN uses |Γ| and |β|
-        e = limit_exponents(row_exponents(gamma), beta, ACT_FRAC)
-        g_q = scale_round(gamma, e)
-        if int((g_q.sum(axis=1).astype(object) * ACT_MAX).max()) >= EXACT:
-            raise LcodecError("a GDN row is too large for the exact synthesis")
-        return cls(torch.from_numpy(g_q.astype(np.float64)).to(device),
-                   torch.from_numpy(scale_round(beta, e + ACT_FRAC)).to(device),
-                   torch.from_numpy(e + ACT_FRAC - NORM_FRAC).to(device))
+        # the float GDN uses |Γ| and |β|
+        g_q, b_q, e = fit_rows(np.abs(gamma), np.abs(beta), ACT_FRAC, ACT_MAX)
+        return cls(torch.from_numpy(g_q).to(device), torch.from_numpy(b_q).to(device),
+                   Requant.of(e + ACT_FRAC - NORM_FRAC, NORM_MAX, device),
+                   Requant.of(np.full(len(e), NORM_FRAC), ACT_MAX, device))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         c, h, w = x.shape
         flat = x.reshape(c, h * w)
-        acc = (self.gamma @ flat.abs().to(torch.float64)).to(torch.int64)
-        norm = torch.clamp(rescale(acc + self.beta[:, None], self.shift[:, None]), 0, NORM_MAX)
-        y = rescale(flat * norm, torch.tensor(NORM_FRAC, device=x.device))
-        return saturate(y).view(c, h, w)
+        norm = self.norm(torch.addmm(self.beta[:, None], self.gamma, flat.abs()))  # ≥ 0
+        return self.out(norm.mul_(flat)).view(c, h, w)
 
 
 def shuffle(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
-    """Depth-to-space of a (C·f², H, W) integer tensor (a permutation, exact)."""
+    """Depth-to-space of a (C·f², H, W) tensor (a permutation, exact)."""
     return F.pixel_shuffle(x[None], factor)[0]
 
 
