@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from lcodec.errors import LcodecError
 
-W_BITS = 16  # signed weights: |w_q| ≤ 2**15 - 1
+W_BITS = 16  # signed weights: |w_q| ≤ W_MAX
+W_MAX = 2 ** (W_BITS - 1) - 1
 ACT_FRAC = 16  # activations: real value = a · 2**-16
 ACT_MAX = 2**26 - 1  # |a| ≤ ACT_MAX (real ±1024), saturated after every layer
 NORM_FRAC = 16  # IGDN normaliser: real value = n · 2**-16
