@@ -7,7 +7,8 @@ Large images: the networks run in windows of ``TILE_PIXELS``² pixels (1024², i
 positions at stride 8, 64² at stride 16) with a halo of ``HALO_PIXELS`` (128) on every
 side, keeping only each window's
 core. The halo covers the networks' receptive field, so the result equals a whole-image pass
-(up to float rounding) and shows no seams, while peak memory is bounded by one window. The
+(exactly with the exact synthesis, up to float rounding with the float one) and shows no
+seams, while peak memory is bounded by one window. The
 symbols of the whole image form one cuboid; the entropy coder works channel by channel
 (luma/chroma) or row by row (importance), so its memory is bounded too.
 """
@@ -340,6 +341,9 @@ def decode(model: LoadedModel, lic: LicFile) -> Decoded:
     gray = hdr.colour_mode == ColourMode.GRAY
     if hdr.colour_mode == ColourMode.RGBA and SectionType.ALPHA not in lic.sections:
         raise LicError("the file is RGBA but has no alpha section")
+    if hdr.synthesis == Synthesis.EXACT_INT_V1 and not model.has_exact:
+        raise LicError(f"the file asks for the exact synthesis, which model {model.info.name} "
+                       "does not have")
     codes = _as_encoded(model, decode_symbols(model, lic), hdr.rate_knob)  # int64 per window
     pixels = reconstruct(model, codes, hdr.width, hdr.height, gray, hdr.synthesis)
     alpha = None
