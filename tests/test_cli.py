@@ -51,7 +51,8 @@ def test_encode_decode_info_round_trip(tmp_path, crop_path, capsys) -> None:
     code, out, _ = run(["info", str(lic), "--json"], capsys)
     info = json.loads(out)
     assert code == 0 and (info["width"], info["height"]) == (128, 96)
-    assert set(info["sections"]) == {"importance", "luma", "chroma"}
+    assert set(info["sections"]) == {"importance", "luma", "chroma", "synthesis"}
+    assert info["synthesis"] == "EXACT_INT_V1"
 
 
 def test_json_statistics_are_printed_on_request(tmp_path, crop_path, capsys) -> None:

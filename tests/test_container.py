@@ -21,6 +21,7 @@ from lcodec.container import (
     Header,
     LicFile,
     SectionType,
+    Synthesis,
     looks_like_lic,
     pack,
     read_header,
@@ -101,7 +102,7 @@ def test_header_is_tens_of_bytes() -> None:
 def test_layout_matches_the_spec() -> None:
     data = pack(make_lic(width=0x01020304, height=0x0A0B0C0D, rate_knob=-0.125))
     assert data[:4] == MAGIC == b"\x89LIC"
-    assert (data[MAJOR_OFFSET], data[MINOR_OFFSET]) == (FORMAT_MAJOR, FORMAT_MINOR) == (1, 0)
+    assert (data[MAJOR_OFFSET], data[MINOR_OFFSET]) == (FORMAT_MAJOR, FORMAT_MINOR) == (1, 1)
     assert data[6:10] == bytes([4, 3, 2, 1])  # little-endian width
     assert data[10:14] == bytes([0xD, 0xC, 0xB, 0xA])
     assert data[14] == ColourMode.RGB == 0 and data[15] == 8
@@ -126,7 +127,9 @@ def test_enum_values_are_frozen() -> None:
         "CHROMA": 3,
         "METADATA": 4,
         "ALPHA": 5,
+        "SYNTHESIS": 6,
     }
+    assert {m.name: m.value for m in Synthesis} == {"FLOAT": 0, "EXACT_INT_V1": 1}
 
 
 def test_rate_knob_is_rounded_to_thousandths() -> None:
@@ -196,7 +199,7 @@ def test_bad_magic_is_rejected() -> None:
 
 def test_newer_major_version_is_rejected_with_upgrade_hint() -> None:
     data = bytearray(pack(make_lic()))
-    data[MAJOR_OFFSET] = FORMAT_MAJOR + 1
+    data[MAJOR_OFFSET], data[MINOR_OFFSET] = FORMAT_MAJOR + 1, 0
     with pytest.raises(LicError, match=r"newer lcodec \(format 2\.0\); upgrade lcodec"):
         unpack(with_header_crc(data))
     # The version is checked before the header length: a v2 layout may differ entirely.
@@ -206,7 +209,7 @@ def test_newer_major_version_is_rejected_with_upgrade_hint() -> None:
 
 def test_older_unknown_major_version_is_rejected() -> None:
     data = bytearray(pack(make_lic()))
-    data[MAJOR_OFFSET] = 0
+    data[MAJOR_OFFSET], data[MINOR_OFFSET] = 0, 0
     with pytest.raises(LicError, match="unknown .lic format version 0.0"):
         unpack(with_header_crc(data))
 
@@ -368,3 +371,59 @@ def test_section_type_bytes_are_protected_by_the_section_crc() -> None:
     data[meta_type_at] = SectionType.ALPHA
     with pytest.raises(LicError, match="corrupted alpha section"):
         unpack(bytes(data))
+
+
+# ---------------------------------------------------------------- synthesis (format 1.1)
+
+
+def test_exact_synthesis_round_trips_as_a_one_byte_last_section() -> None:
+    lic = make_lic(synthesis=Synthesis.EXACT_INT_V1)
+    data = pack(lic)
+    assert data[SECTION_COUNT_OFFSET] == 4
+    assert data[-SECTION_HEADER_SIZE - 1] == SectionType.SYNTHESIS == 6
+    assert data[-1] == Synthesis.EXACT_INT_V1 == 1
+    assert unpack(data) == lic and SectionType.SYNTHESIS not in unpack(data).sections
+    header, listing = read_header(data)
+    assert header.synthesis == Synthesis.EXACT_INT_V1
+    assert listing[-1] == (SectionType.SYNTHESIS, 1)
+
+
+def test_float_synthesis_writes_no_section_so_old_layouts_mean_float() -> None:
+    data = pack(make_lic())
+    assert data[SECTION_COUNT_OFFSET] == 3
+    assert unpack(data).header.synthesis == Synthesis.FLOAT
+    old = bytearray(data)
+    old[MINOR_OFFSET] = 0  # a format 1.0 file: no synthesis section, the float decoder
+    assert unpack(with_header_crc(old)).header.synthesis == Synthesis.FLOAT
+
+
+def test_a_synthesis_section_passed_as_a_section_is_a_programmer_error() -> None:
+    lic = LicFile(make_header(), {SectionType.SYNTHESIS: b"\x01"})
+    with pytest.raises(ValueError, match="header field"):
+        pack(lic)
+
+
+def test_a_format_1_0_decoder_skips_the_synthesis_section_of_a_1_1_file() -> None:
+    """What an older decoder sees: an optional section of a newer minor version, skipped by
+    framing and CRC (it then decodes with its float networks)."""
+    data = pack(make_lic(synthesis=Synthesis.EXACT_INT_V1))
+    body = data[:-SECTION_HEADER_SIZE - 1]
+    type_, length, crc = struct.unpack_from("<BII", data, len(body))
+    assert (type_, length) == (6, 1)
+    assert crc == zlib.crc32(b"\x01", zlib.crc32(struct.pack("<BI", 6, 1)))
+
+
+def test_bad_synthesis_sections_are_rejected() -> None:
+    base = bytearray(pack(make_lic()))
+    for payload, message in ((b"\x07", "unknown synthesis 7"),
+                             (b"", "invalid synthesis section: 0 bytes"),
+                             (b"\x01\x00", "invalid synthesis section: 2 bytes")):
+        data = _append_section(bytes(base), SectionType.SYNTHESIS, payload)
+        with pytest.raises(LicError, match=message):
+            unpack(with_header_crc(data))
+        with pytest.raises(LicError, match=message):
+            read_header(with_header_crc(data))
+    newer = _append_section(bytes(base), SectionType.SYNTHESIS, b"\x07")
+    newer[MINOR_OFFSET] = FORMAT_MINOR + 1
+    with pytest.raises(LicError, match="unknown synthesis 7.*upgrade lcodec"):
+        unpack(with_header_crc(newer))

@@ -106,7 +106,12 @@ def test_golden_file_decodes_to_its_recorded_symbols_and_pixels(entry,
 
 
 def _assert_same_pixels(got: dict, entry: dict) -> str:
-    """Check the decoded pixels; returns which branch passed them (printed by conftest)."""
+    """Check the decoded pixels; returns which branch passed them (printed by conftest).
+    Files of the exact-integer synthesis have no tolerance branch."""
+    if entry.get("synthesis") == "EXACT_INT_V1":
+        assert got["pixels_sha256"] == entry["pixels_sha256"], (
+            "an exact-synthesis file decoded to other pixels than recorded")
+        return "exact (integer synthesis, no tolerance)"
     if got["pixels_sha256"] == entry["pixels_sha256"]:
         return "exact (the MANIFEST pixel hash)"
     assert got["max_diff"] <= 1, f"pixels moved by {got['max_diff']} levels"
@@ -157,3 +162,53 @@ def test_a_cuda_encoded_file_decodes_on_the_cpu_to_the_coded_symbols(crop_rgb, e
         got = codec.decode_codes(models.load(info, device), lic)
         for a, b in zip(want, (got.qi[0, 0], got.luma[0], got.chroma[0]), strict=True):
             assert np.array_equal(a, b.cpu().numpy()), device
+
+
+EXACT = [e for e in MANIFEST if e.get("synthesis") == "EXACT_INT_V1"]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not _cuda(),
+                                                                 reason="no CUDA device"))]
+
+
+def test_there_are_exact_synthesis_golden_files_for_every_colour_mode() -> None:
+    from lcodec import container
+
+    modes = {container.unpack((GOLDEN / e["file"]).read_bytes()).header.colour_mode
+             for e in EXACT}
+    assert modes == set(container.ColourMode)
+
+
+def _pixel_sha256(data: bytes, device: str) -> str:
+    sys.path.insert(0, str(GOLDEN))
+    from make_golden import digests
+
+    return digests(data, device)["pixels_sha256"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_exact_decode_is_identical_at_one_and_two_threads_and_any_tiling(device,
+                                                                         monkeypatch) -> None:
+    """The recorded pixel hash, with no tolerance, whatever the thread count and whatever
+    the window layout (windows of 2×2 code positions with the smallest halo the exact
+    decoder's reach allows, so every window is cut inside the image)."""
+    import torch
+
+    from lcodec import codec, container, models
+
+    before = torch.get_num_threads()
+    try:
+        for entry in EXACT:
+            data = (GOLDEN / entry["file"]).read_bytes()
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                assert _pixel_sha256(data, device) == entry["pixels_sha256"], (
+                    entry["file"], threads)
+        torch.set_num_threads(1)
+        for entry in EXACT:
+            data = (GOLDEN / entry["file"]).read_bytes()
+            model = models.load(models.find(model_id=container.unpack(data).header.model_id))
+            s = model.config.stride
+            monkeypatch.setattr(codec, "TILE_PIXELS", 2 * s)
+            monkeypatch.setattr(codec, "HALO_PIXELS", model.exact.reach_codes * s)
+            assert _pixel_sha256(data, device) == entry["pixels_sha256"], entry["file"]
+    finally:
+        torch.set_num_threads(before)

@@ -94,7 +94,7 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
                       knob: float | None = None, model: str | None = None,
                       device: str = "cpu", alpha: str = "keep", strip: bool = False,
                       entropy: str = "auto", verify: bool = True,
-                      measure_psnr: bool = False) -> EncodeResult:
+                      measure_psnr: bool = False, synthesis: str = "auto") -> EncodeResult:
     """Encode and report what was achieved. At most one rate setting:
 
     ``bpp``/``size``: the largest file not above the target (bisection on real bytes; the
@@ -104,7 +104,8 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
     the knob, no search. ``knob``: a fixed importance-map offset in [-1, 1], no search.
     Default: knob 0. ``entropy``: auto | tcae | static. ``verify``: decode the symbols of the
     final file again before returning it (on by default). ``measure_psnr``: decode the file
-    and report its RGB PSNR in the result.
+    and report its RGB PSNR in the result. ``synthesis``: auto | exact | float, the decoder
+    the file names (auto: exact where the model has one, network v2).
     """
     if sum(v is not None for v in (bpp, size, psnr, quality, knob)) > 1:
         raise LcodecError("give at most one of bpp, size, psnr, quality and knob")
@@ -123,10 +124,10 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
         budget = int(size) if size is not None else math.floor(bpp * pixels / 8)
         target_bpp = bpp if bpp is not None else budget * 8 / pixels
         res, loaded, analysis = _fit_size(src, budget, target_bpp, model, entropy,
-                                          resolve_device(device))
+                                          resolve_device(device), synthesis)
     else:
         loaded = models.load(models.find(model), resolve_device(device))
-        analysis = codec.analyse(loaded, src, entropy)
+        analysis = codec.analyse(loaded, src, entropy, synthesis)
         if psnr is not None:
             def measured(data: bytes) -> float:
                 return psnr_of(src.rgb, decode_array(data, loaded.device.type))
@@ -151,7 +152,7 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
 
 
 def _fit_size(src: SourceImage, budget: int, target_bpp: float, model: str | None,
-              entropy: str, device: str
+              entropy: str, device: str, synthesis: str = "auto"
               ) -> tuple[RateResult, models.LoadedModel, codec.Analysis]:
     """The largest file not above ``budget`` bytes, with the named model or, without one,
     with the shipped model measured best at ``target_bpp`` (:func:`models.for_bpp`), falling
@@ -165,7 +166,7 @@ def _fit_size(src: SourceImage, budget: int, target_bpp: float, model: str | Non
     def attempt(info: models.ModelInfo):
         def run() -> tuple[RateResult, models.LoadedModel, codec.Analysis]:
             loaded = models.load(info, device)
-            analysis = codec.analyse(loaded, src, entropy)
+            analysis = codec.analyse(loaded, src, entropy, synthesis)
             if analysis.coder.method == container.EntropyMethod.STATIC_CONTEXT_V1:
                 return fit_budget(analysis.encode, budget), loaded, analysis
             return (fit_budget_two_stage(analysis.encode_static, analysis.encode, budget),
@@ -179,11 +180,11 @@ def encode(image: Any, *, bpp: float | None = None, size: int | None = None,
            psnr: float | None = None, quality: float | None = None,
            knob: float | None = None, model: str | None = None, device: str = "cpu",
            alpha: str = "keep", strip: bool = False, entropy: str = "auto",
-           verify: bool = True) -> bytes:
+           verify: bool = True, synthesis: str = "auto") -> bytes:
     """Encode an image (path, PIL image or (H, W, 3) uint8 array) to `.lic` bytes."""
     return encode_with_stats(image, bpp=bpp, size=size, psnr=psnr, quality=quality, knob=knob,
                              model=model, device=device, alpha=alpha, strip=strip,
-                             entropy=entropy, verify=verify).data
+                             entropy=entropy, verify=verify, synthesis=synthesis).data
 
 
 def lic_bytes(data: Any) -> bytes:

@@ -37,6 +37,7 @@ class EncodeOptions:
     strip: bool = False
     entropy: str = "auto"
     verify: bool = True
+    synthesis: str = "auto"
     device: str = "cpu"
     force: bool = False
     want_psnr: bool = False  # measure the PSNR of the written file (-v, --json)
@@ -178,7 +179,7 @@ def _encode_one(input_path: str, output_path: str, opts: EncodeOptions) -> dict:
     res = api.encode_with_stats(src, bpp=opts.bpp, size=opts.size, psnr=opts.psnr,
                                 quality=opts.quality, knob=opts.knob, model=opts.model,
                                 device=opts.device, entropy=opts.entropy, verify=opts.verify,
-                                measure_psnr=opts.want_psnr)
+                                measure_psnr=opts.want_psnr, synthesis=opts.synthesis)
     seconds = time.perf_counter() - t0
     _write_output(output_path, res.data, opts.force)
     stats = {"input": input_path, "output": output_path, "bytes": len(res.data),
@@ -403,12 +404,17 @@ class _nullbar:
                    "smaller, as its card records), tcae, or static.")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Decode the symbols of the finished file before writing it.")
+@click.option("--synthesis", type=click.Choice(["auto", "exact", "float"]), default="auto",
+              show_default=True,
+              help="Decoder the file names: exact (integer networks, the same pixels on "
+                   "every machine; network v2 only), float, or auto (exact where the model "
+                   "has it).")
 @_coding_options
 def encode(paths: tuple[str, ...], bpp: float | None, size_bytes: int | None,
            psnr_db: float | None, quality: float | None, knob: float | None,
            model: str | None, alpha: str, strip: bool, entropy: str, verify: bool,
-           output_dir: str | None, jobs: int, device: str, force: bool, quiet: bool,
-           verbose: bool, as_json: bool) -> None:
+           synthesis: str, output_dir: str | None, jobs: int, device: str, force: bool,
+           quiet: bool, verbose: bool, as_json: bool) -> None:
     """Encode image IN (PNG, JPEG, …; '-' for stdin) to the .lic file OUT ('-' for stdout),
     or several images into OUTDIR with -o.
 
@@ -419,7 +425,7 @@ def encode(paths: tuple[str, ...], bpp: float | None, size_bytes: int | None,
     """
     opts = EncodeOptions(bpp=bpp, size=size_bytes, psnr=psnr_db, quality=quality, knob=knob,
                          model=model, alpha=alpha, strip=strip, entropy=entropy,
-                         verify=verify, device=device, force=force,
+                         verify=verify, synthesis=synthesis, device=device, force=force,
                          want_psnr=verbose or as_json)
     _single_or_batch("encode", paths, output_dir, jobs, opts, ".lic", verbose, quiet, as_json)
 
@@ -473,6 +479,7 @@ def info(input_path: str, as_json: bool, map_path: str | None, max_pixels: int |
         "format": f"{data[4]}.{data[5]}", "colour_mode": h.colour_mode.name,
         "bit_depth": h.bit_depth, "model_id": h.model_id.hex(), "rate_knob": h.rate_knob,
         "entropy_method": h.entropy_method.name, "entropy_id": h.entropy_id.hex(),
+        "synthesis": h.synthesis.name,
         "sections": {t.name.lower(): n for t, n in sections},
     }
     if map_path is not None:

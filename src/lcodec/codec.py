@@ -7,7 +7,8 @@ Large images: the networks run in windows of ``TILE_PIXELS``² pixels (1024², i
 positions at stride 8, 64² at stride 16) with a halo of ``HALO_PIXELS`` (128) on every
 side, keeping only each window's
 core. The halo covers the networks' receptive field, so the result equals a whole-image pass
-(up to float rounding) and shows no seams, while peak memory is bounded by one window. The
+(exactly with the exact synthesis, up to float rounding with the float one) and shows no
+seams, while peak memory is bounded by one window. The
 symbols of the whole image form one cuboid; the entropy coder works channel by channel
 (luma/chroma) or row by row (importance), so its memory is bounded too.
 """
@@ -25,7 +26,7 @@ import torch
 
 from lcodec import container, sidecar
 from lcodec.color import pad_to_multiple, rgb_to_ycbcr, ycbcr_to_rgb
-from lcodec.container import ColourMode, EntropyMethod, Header, LicFile, SectionType
+from lcodec.container import ColourMode, EntropyMethod, Header, LicFile, SectionType, Synthesis
 from lcodec.entropy import methods
 from lcodec.entropy.coder import Timer, timed_coding
 from lcodec.entropy.methods import EntropyCoder, StaticContextCoder
@@ -98,6 +99,7 @@ class Analysis:
     e_c: torch.Tensor
     p: torch.Tensor
     coder: EntropyCoder
+    synthesis: Synthesis = Synthesis.FLOAT  # what the files' decoders compute pixels with
 
     def codes(self, knob: float) -> Encoded:
         return self.model.net.quantize(self.e_y, self.e_c, self.p, knob)
@@ -124,6 +126,7 @@ class Analysis:
                 width=src.width, height=src.height, colour_mode=mode, bit_depth=8,
                 model_id=self.model.info.model_id, rate_knob=knob,
                 entropy_method=coder.method, entropy_id=coder.entropy_id,
+                synthesis=self.synthesis,
             )
             return container.pack(LicFile(header, sections))
 
@@ -164,14 +167,29 @@ class Analysis:
         return out
 
 
+def synthesis_for_encoding(model: LoadedModel, synthesis: str = "auto") -> Synthesis:
+    """The synthesis new files name: "auto" is EXACT_INT_V1 where the model has an exact
+    decoder (network v2), else FLOAT; "exact" and "float" ask for one explicitly."""
+    if synthesis not in ("auto", "exact", "float"):
+        raise LcodecError(f"unknown synthesis {synthesis!r}; use auto, exact or float")
+    if synthesis == "float" or (synthesis == "auto" and not model.has_exact):
+        return Synthesis.FLOAT
+    if not model.has_exact:
+        raise LcodecError(f"model {model.info.name} has no exact synthesis (only network v2 "
+                          "models have one); use --synthesis float")
+    return Synthesis.EXACT_INT_V1
+
+
 @torch.no_grad()
-def analyse(model: LoadedModel, source: SourceImage, entropy: str = "auto") -> Analysis:
+def analyse(model: LoadedModel, source: SourceImage, entropy: str = "auto",
+            synthesis: str = "auto") -> Analysis:
     """Run the encoder networks (in windows for large images) on a source image.
 
     ``entropy``: "tcae" (inclined TCAE), "static" (context tables) or "auto" (see
-    :func:`coder_for_encoding`).
+    :func:`coder_for_encoding`). ``synthesis``: see :func:`synthesis_for_encoding`.
     """
     coder = coder_for_encoding(model, entropy)
+    synth = synthesis_for_encoding(model, synthesis)
     s = model.config.stride
     h8, w8 = code_shape(source.width, source.height, s)
     net = model.net
@@ -179,7 +197,7 @@ def analyse(model: LoadedModel, source: SourceImage, entropy: str = "auto") -> A
     if h8 <= tile + halo and w8 <= tile + halo:
         x = pad_to_multiple(_to_tensor(source.rgb, model.device), s)
         e_y, e_c, p = net.analyse(rgb_to_ycbcr(x))
-        return Analysis(model, source, e_y, e_c, p, coder)
+        return Analysis(model, source, e_y, e_c, p, coder, synth)
     cfg = model.config
     dev = model.device
     e_y = torch.empty(1, cfg.n_luma, h8, w8, device=dev)
@@ -194,7 +212,7 @@ def analyse(model: LoadedModel, source: SourceImage, entropy: str = "auto") -> A
             e_y[:, :, i0:i1, j0:j1] = ty[core]
             e_c[:, :, i0:i1, j0:j1] = tc[core]
             logits[:, :, i0:i1, j0:j1] = tl[core]
-    return Analysis(model, source, e_y, e_c, net.importance_map(logits), coder)
+    return Analysis(model, source, e_y, e_c, net.importance_map(logits), coder, synth)
 
 
 @dataclass
@@ -275,23 +293,50 @@ def verify(analysis: Analysis, data: bytes) -> None:
                               "symbols; nothing was written (please report this)")
 
 
+def _float_window(model: LoadedModel, win: Encoded, gray: bool, rows: slice, cols: slice
+                  ) -> np.ndarray:
+    """Synthesis FLOAT of one window: the float networks, then the core's pixels."""
+    rec = model.net.decompress(win, luma_only=gray)
+    rgb = rec.expand(-1, 3, -1, -1) if gray else ycbcr_to_rgb(rec)
+    return _to_uint8(rgb[:, :, rows, cols])
+
+
+def _exact_window(model: LoadedModel, win: Encoded, gray: bool, rows: slice, cols: slice
+                  ) -> np.ndarray:
+    """Synthesis EXACT_INT_V1 of one window: integer networks and colour conversion."""
+    rgb = model.exact.pixels(win.qi, win.luma, win.chroma, win.knob, gray)
+    return rgb[rows, cols].cpu().numpy()
+
+
 @torch.no_grad()
 def reconstruct(model: LoadedModel, codes: Encoded, width: int, height: int,
-                gray: bool = False) -> np.ndarray:
-    """Run the decoder networks in windows; (height, width, 3) uint8."""
+                gray: bool = False, synthesis: Synthesis = Synthesis.FLOAT) -> np.ndarray:
+    """Run the decoder networks in windows; (height, width, 3) uint8.
+
+    With EXACT_INT_V1 every pixel is an exact integer function of the codes within
+    ``model.exact.reach_codes`` positions of it, so any window layout whose halo is at least
+    that gives the very same pixels (docs/format.md)."""
     s = model.config.stride
     h8, w8 = codes.qi.shape[2:]
     tile, halo = tile_codes(s)
+    if synthesis == Synthesis.EXACT_INT_V1:
+        if not model.has_exact:
+            raise LicError(f"the file asks for the exact synthesis, which model "
+                           f"{model.info.name} does not have")
+        if halo < model.exact.reach_codes:
+            raise LcodecError("internal error: the window halo is below the exact decoder's "
+                              "reach")
+        window = _exact_window
+    else:
+        window = _float_window
     out = np.empty((height, width, 3), dtype=np.uint8)
     for i0, i1, wi0, wi1 in windows(h8, tile, halo):
         for j0, j1, wj0, wj1 in windows(w8, tile, halo):
             win = Encoded(*(t[:, :, wi0:wi1, wj0:wj1].long() for t in (codes.qi, codes.luma,
                                                                         codes.chroma)),
                           knob=codes.knob)
-            rec = model.net.decompress(win, luma_only=gray)
-            rgb = rec.expand(-1, 3, -1, -1) if gray else ycbcr_to_rgb(rec)
-            core = _to_uint8(rgb[:, :, (i0 - wi0) * s : (i1 - wi0) * s,
-                                 (j0 - wj0) * s : (j1 - wj0) * s])
+            core = window(model, win, gray, slice((i0 - wi0) * s, (i1 - wi0) * s),
+                          slice((j0 - wj0) * s, (j1 - wj0) * s))
             ph, pw = min(i1 * s, height) - i0 * s, min(j1 * s, width) - j0 * s
             out[i0 * s : i0 * s + ph, j0 * s : j0 * s + pw] = core[:ph, :pw]
     return out
@@ -304,10 +349,13 @@ def decode(model: LoadedModel, lic: LicFile, timer: Timer = untimed) -> Decoded:
     gray = hdr.colour_mode == ColourMode.GRAY
     if hdr.colour_mode == ColourMode.RGBA and SectionType.ALPHA not in lic.sections:
         raise LicError("the file is RGBA but has no alpha section")
+    if hdr.synthesis == Synthesis.EXACT_INT_V1 and not model.has_exact:
+        raise LicError(f"the file asks for the exact synthesis, which model {model.info.name} "
+                       "does not have")
     symbols = decode_symbols(model, lic, timer)
     with timer("network"):
         codes = _as_encoded(model, symbols, hdr.rate_knob)  # int64 per window
-        pixels = reconstruct(model, codes, hdr.width, hdr.height, gray)
+        pixels = reconstruct(model, codes, hdr.width, hdr.height, gray, hdr.synthesis)
     with timer("container"):
         alpha = None
         if SectionType.ALPHA in lic.sections:

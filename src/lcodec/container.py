@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 from lcodec.errors import LicError
@@ -29,6 +29,7 @@ __all__ = [
     "Header",
     "LicFile",
     "SectionType",
+    "Synthesis",
     "looks_like_lic",
     "pack",
     "read_header",
@@ -37,7 +38,7 @@ __all__ = [
 
 MAGIC = b"\x89LIC"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1  # 1.1 added the SYNTHESIS section
 DEFAULT_MAX_PIXELS = 100_000_000  # decompression-bomb limit (a 48 MP photo fits twice)
 ID_SIZE = 8  # model id and entropy model id: first 8 bytes of a SHA-256
 SUPPORTED_BIT_DEPTH = 8
@@ -81,6 +82,17 @@ class SectionType(IntEnum):
     CHROMA = 3
     METADATA = 4
     ALPHA = 5
+    SYNTHESIS = 6  # since 1.1: names the decoder synthesis; parsed into Header.synthesis
+
+
+class Synthesis(IntEnum):
+    """How pixels are computed from the symbols (SYNTHESIS section; absent: FLOAT)."""
+
+    FLOAT = 0  # floating-point decoder networks: pixels may differ by rounding between machines
+    EXACT_INT_V1 = 1  # integer-exact decoder (network v2): the same pixels everywhere
+
+
+_SYNTHESIS_PAYLOAD = 1  # bytes: u8 Synthesis
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,7 @@ class Header:
     rate_knob: float
     entropy_method: EntropyMethod
     entropy_id: bytes = bytes(ID_SIZE)
+    synthesis: Synthesis = Synthesis.FLOAT  # stored in a SYNTHESIS section, not in the 40 bytes
 
 
 @dataclass(frozen=True)
@@ -150,6 +163,11 @@ def pack(lic: LicFile) -> bytes:
     sections = sorted((SectionType(t), bytes(p)) for t, p in lic.sections.items())
     if len({t for t, _ in sections}) != len(sections):
         raise ValueError("section types must be distinct")
+    if any(t == SectionType.SYNTHESIS for t, _ in sections):
+        raise ValueError("the synthesis is a header field (Header.synthesis), not a section")
+    synthesis = Synthesis(h.synthesis)
+    if synthesis != Synthesis.FLOAT:  # FLOAT files keep the 1.0 layout: no section at all
+        sections.append((SectionType.SYNTHESIS, bytes([synthesis])))
     if len(sections) > _U8_MAX:
         raise ValueError(f"at most {_U8_MAX} sections fit in a .lic file, got {len(sections)}")
 
@@ -266,6 +284,7 @@ def _parse(
 
     listing: list[tuple[SectionType, int]] = []
     payloads: dict[SectionType, bytes] = {}
+    synthesis = Synthesis.FLOAT
     pos = HEADER_SIZE
     previous = 0  # section types must be strictly ascending (this also rules out duplicates)
     for index in range(n_sections):
@@ -297,12 +316,24 @@ def _parse(
         if not known:
             continue  # an optional section added by a newer minor version: safe to skip
         listing.append((SectionType(section_type), length))
-        if keep_payloads:
+        if section_type == SectionType.SYNTHESIS:
+            synthesis = _synthesis(payload, upgrade_hint)
+        elif keep_payloads:
             payloads[SectionType(section_type)] = bytes(payload)
 
     if pos != size:
         raise LicError(f"trailing data after the last section ({size - pos} bytes)")
-    return header, listing, payloads
+    return replace(header, synthesis=synthesis), listing, payloads
+
+
+def _synthesis(payload: memoryview, upgrade_hint: str) -> Synthesis:
+    """The SYNTHESIS section's payload: one u8, a known :class:`Synthesis`."""
+    if len(payload) != _SYNTHESIS_PAYLOAD:
+        raise LicError(f"invalid synthesis section: {len(payload)} bytes, expected "
+                       f"{_SYNTHESIS_PAYLOAD}")
+    if not _is_member(Synthesis, payload[0]):
+        raise LicError(f"unknown synthesis {payload[0]} in the file{upgrade_hint}")
+    return Synthesis(payload[0])
 
 
 def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LicFile:

@@ -168,6 +168,22 @@ class LoadedModel:
         self.net = net.eval().to(device)
         self.device = torch.device(device)
         self._tcae = None
+        self._exact = None
+
+    @property
+    def has_exact(self) -> bool:
+        """Whether this network has an integer-exact synthesis (network v2 does)."""
+        return hasattr(self.net, "exact_synthesis")
+
+    @property
+    def exact(self):
+        """The integer-exact decoder derived from these weights (built on first use), or None
+        for a network without one."""
+        if self._exact is None and self.has_exact:
+            with _LOCK:
+                if self._exact is None:
+                    self._exact = self.net.exact_synthesis()
+        return self._exact
 
     @property
     def tcae(self):

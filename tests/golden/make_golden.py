@@ -38,8 +38,14 @@ def digests(data: bytes, device: str = "cpu") -> dict[str, str]:
     return {"symbols_sha256": sym.hexdigest(), "pixels_sha256": pix.hexdigest()}
 
 
-# Every shipped model gets golden files (the first one's names carry no model prefix).
-GOLDEN_MODELS = {"lite-mse": "", "mse": "mse-", "v2-mse": "v2-mse-"}
+# The models that get golden files of each format version, with their file-name prefixes
+# (the first model's names carry none). Format 1.0: every model then shipped (float
+# synthesis). Format 1.1 added the exact-integer synthesis: the models that have it, whose
+# new files name it (MANIFEST records ``synthesis``; their pixels must match exactly).
+GOLDEN_MODELS = {
+    "v1.0": {"lite-mse": "", "mse": "mse-", "v2-mse": "v2-mse-"},
+    "v1.1": {"v2-mse": "v2-mse-"},
+}
 
 
 def decoded_planes(data: bytes, device: str = "cpu") -> np.ndarray:
@@ -87,7 +93,7 @@ def main() -> int:
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else []
     have = {e["file"] for e in manifest}
     version = f"v{container.FORMAT_MAJOR}.{container.FORMAT_MINOR}"
-    for model, prefix in GOLDEN_MODELS.items():
+    for model, prefix in GOLDEN_MODELS.get(version, {}).items():
         loaded = models.load(models.find(model))
         for method in ("static", "tcae"):
             if method == "tcae" and loaded.tcae is None:
@@ -98,6 +104,7 @@ def main() -> int:
                     continue
                 data = api.encode(image, knob=knob, entropy=method, model=model)
                 (HERE / fname).write_bytes(data)
+                synthesis = container.unpack(data).header.synthesis
                 manifest.append(
                     {
                         "file": fname,
@@ -105,6 +112,8 @@ def main() -> int:
                         "entropy": method,
                         "file_sha256": hashlib.sha256(data).hexdigest(),
                         **digests(data),
+                        **({} if synthesis == container.Synthesis.FLOAT
+                           else {"synthesis": synthesis.name}),
                     }
                 )
                 print(f"added {fname} ({len(data)} bytes)")

@@ -271,6 +271,12 @@ class CWIC2(nn.Module):
                 "importance": p, "coded_fraction": m.detach().mean()}
 
     # -- codec -------------------------------------------------------------------------
+    def exact_synthesis(self):
+        """The integer-exact decoder (synthesis EXACT_INT_V1) derived from these weights."""
+        from lcodec.nets.cwic2_exact import ExactSynthesis
+
+        return ExactSynthesis(self)
+
     @torch.no_grad()
     def analyse(self, ycc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.analyse_logits(ycc)

@@ -1,0 +1,161 @@
+"""Claims about the integer-exact synthesis (src/lcodec/nets/exact.py, nets/cwic2_exact.py,
+color.ycbcr_offsets_to_rgb8; spec in docs/format.md, "Exact synthesis")."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from lcodec.nets.exact import (
+    ACT_FRAC,
+    ACT_MAX,
+    EXACT,
+    W_MAX,
+    IntConv,
+    Requant,
+    fit_rows,
+)
+
+CPU = torch.device("cpu")
+
+
+def _reference_conv(x: np.ndarray, w_q: np.ndarray, b_q: np.ndarray, shift: np.ndarray
+                    ) -> np.ndarray:
+    """The integer formula with Python-exact int64 arithmetic: zero-padded 3×3 correlation,
+    bias, ``(v + 2**(s-1)) >> s`` (or ``v << -s``), saturation."""
+    c, h, w = x.shape
+    xp = np.pad(x.astype(np.int64), ((0, 0), (1, 1), (1, 1)))
+    acc = np.zeros((w_q.shape[0], h, w), dtype=np.int64)
+    for di in range(3):
+        for dj in range(3):
+            acc += np.einsum("oc,chw->ohw", w_q[:, :, di, dj].astype(np.int64),
+                             xp[:, di : di + h, dj : dj + w])
+    acc += b_q.astype(np.int64)[:, None, None]
+    out = np.empty_like(acc)
+    for o, s in enumerate(shift):
+        out[o] = (acc[o] + (1 << (s - 1))) >> s if s > 0 else acc[o] << -s
+    return np.clip(out, -ACT_MAX, ACT_MAX)
+
+
+def test_exact_conv_equals_the_integer_formula() -> None:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((6, 5, 3, 3)) * 0.3
+    b = rng.standard_normal(6)
+    x = rng.integers(-ACT_MAX, ACT_MAX, (5, 7, 9))
+    conv = IntConv.from_float(w, b, ACT_FRAC, ACT_MAX, CPU)
+    got = conv(torch.from_numpy(x).double()).numpy()
+    w_q, b_q, e = fit_rows(w.reshape(6, -1), b, ACT_FRAC, ACT_MAX)
+    want = _reference_conv(x, w_q.reshape(w.shape), b_q, e)
+    assert np.array_equal(got.astype(np.int64), want)
+
+
+def test_requantization_rounds_half_up_as_an_integer_shift_does() -> None:
+    v = np.array([-5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 2**51 - 1, -(2**51) + 1])
+    for s in (1, 2, 3, 20):
+        got = Requant.of(np.array([s]), 2**60, CPU)(torch.from_numpy(v).double()[None])[0]
+        assert got.numpy().astype(np.int64).tolist() == [(int(a) + (1 << (s - 1))) >> s
+                                                          for a in v]
+    left = Requant.of(np.array([-3]), 2**60, CPU)(torch.tensor([[-5.0, 7.0]]))
+    assert left.tolist() == [[-40.0, 56.0]]
+
+
+def test_weight_rows_use_sixteen_bits_within_the_exactness_bound() -> None:
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((8, 1728)) * np.logspace(-4, 2, 8)[:, None]
+    w_q, b_q, e = fit_rows(w, np.zeros(8), ACT_FRAC, ACT_MAX)
+    assert np.all(np.abs(w_q).max(axis=1) <= W_MAX)
+    assert np.all(np.abs(w_q).max(axis=1) > W_MAX // 2)  # the full 16 bits are used
+    assert np.array_equal(w_q, np.rint(np.ldexp(w, e[:, None])))  # power-of-two scales
+    # A row whose bound would not hold gets fewer bits, and then holds it.
+    big = np.full((1, 8192), 1.0)
+    w_q, _, e = fit_rows(big, np.zeros(1), ACT_FRAC, ACT_MAX)
+    assert int(np.abs(w_q).sum()) * ACT_MAX < EXACT and np.abs(w_q).max() < W_MAX // 2
+
+
+def test_exact_gains_are_the_float_gains_to_28_bits() -> None:
+    from lcodec.nets.cwic2_exact import GAIN_BITS, exact_exp, exact_gains
+
+    assert exact_exp(Fraction(0)) == 1.0
+    assert exact_exp(Fraction(1)) == round(math.e * 2**26) / 2**26
+    table = np.array([[-0.5, 1.25], [0.75, -2.0], [2.5, 0.125]])
+    for k in (-1000, -1, 0, 333, 1000):
+        exact = exact_gains(table, k)
+        s = (k / 1000 + 1) * 0.5 * 2  # the float decoder's anchor position (3 anchors)
+        lo = min(int(s), 1)
+        want = np.exp((1 - (s - lo)) * table[lo] + (s - lo) * table[lo + 1])
+        assert np.allclose(exact, want, rtol=2.0**-GAIN_BITS * 4, atol=0)
+        mant, _ = np.frexp(exact)
+        assert np.all(np.ldexp(mant, GAIN_BITS) == np.rint(np.ldexp(mant, GAIN_BITS)))
+
+
+def test_exact_colour_conversion_matches_the_float_conversion_within_rounding() -> None:
+    from lcodec.codec import _to_uint8
+    from lcodec.color import ycbcr_offsets_to_rgb8, ycbcr_to_rgb
+
+    rng = np.random.default_rng(2)
+    q = torch.from_numpy(rng.integers(-(2**16), 2**16, (3, 40, 50)))
+    exact = ycbcr_offsets_to_rgb8(q[0], q[1], q[2], ACT_FRAC).numpy().astype(int)
+    ycc = q.double()[None] / 2**ACT_FRAC + 0.5
+    floats = _to_uint8(ycbcr_to_rgb(ycc)).astype(int)
+    assert np.abs(exact - floats).max() <= 1 and np.mean(exact != floats) < 0.01
+    gray = ycbcr_offsets_to_rgb8(q[0], None, None, ACT_FRAC).numpy()
+    assert np.array_equal(gray[..., 0], gray[..., 2])
+    assert np.array_equal(gray[..., 0], _to_uint8(ycc[:, :1])[..., 0])
+
+
+@pytest.fixture(scope="module")
+def v2_files(crop_rgb) -> dict[str, bytes]:
+    from lcodec import api
+
+    return {s: api.encode(crop_rgb, knob=0.3, model="v2-mse", synthesis=s, verify=False)
+            for s in ("exact", "float")}
+
+
+def test_new_v2_files_name_the_exact_synthesis_and_v1_files_the_float_one(crop_rgb) -> None:
+    from lcodec import api, container
+    from lcodec.container import Synthesis
+
+    v2 = api.encode(crop_rgb, knob=0.0, model="v2-mse")
+    assert container.unpack(v2).header.synthesis == Synthesis.EXACT_INT_V1
+    v1 = api.encode(crop_rgb, knob=0.0, model="lite-mse")
+    assert container.unpack(v1).header.synthesis == Synthesis.FLOAT
+    with pytest.raises(Exception, match="no exact synthesis"):
+        api.encode(crop_rgb, knob=0.0, model="lite-mse", synthesis="exact")
+
+
+def test_exact_decode_costs_under_a_fifth_of_a_db_against_the_float_decoder(
+        v2_files, crop_rgb) -> None:
+    from lcodec import api, container
+    from lcodec.metrics import psnr
+
+    exact, floats = v2_files["exact"], v2_files["float"]
+    assert container.unpack(exact).sections == container.unpack(floats).sections
+    loss = psnr(crop_rgb, api.decode_array(floats)) - psnr(crop_rgb, api.decode_array(exact))
+    assert abs(loss) < 0.2
+
+
+def test_exact_decode_refuses_a_halo_below_its_reach(v2_files, monkeypatch) -> None:
+    from lcodec import api, codec
+    from lcodec.errors import LcodecError
+
+    monkeypatch.setattr(codec, "TILE_PIXELS", 32)
+    monkeypatch.setattr(codec, "HALO_PIXELS", 16)
+    with pytest.raises(LcodecError, match="halo"):
+        api.decode_array(v2_files["exact"])
+
+
+def test_a_file_asking_for_exact_synthesis_from_a_v1_model_is_refused(crop_rgb) -> None:
+    from lcodec import api, container
+    from lcodec.container import Synthesis
+    from lcodec.errors import LicError
+
+    lic = container.unpack(api.encode(crop_rgb, knob=0.0, model="lite-mse", verify=False))
+    data = container.pack(replace(lic, header=replace(lic.header,
+                                                      synthesis=Synthesis.EXACT_INT_V1)))
+    with pytest.raises(LicError, match="exact synthesis"):
+        api.decode_array(data)
