@@ -427,3 +427,10 @@ def test_bad_synthesis_sections_are_rejected() -> None:
     newer[MINOR_OFFSET] = FORMAT_MINOR + 1
     with pytest.raises(LicError, match="unknown synthesis 7.*upgrade lcodec"):
         unpack(with_header_crc(newer))
+
+
+def test_the_header_reports_the_format_version_the_file_was_written_in() -> None:
+    data = bytearray(pack(make_lic()))
+    assert read_header(bytes(data))[0].version == (FORMAT_MAJOR, FORMAT_MINOR)
+    data[MINOR_OFFSET] = FORMAT_MINOR + 1
+    assert unpack(with_header_crc(data)).header.version == (FORMAT_MAJOR, FORMAT_MINOR + 1)

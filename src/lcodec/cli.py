@@ -476,7 +476,7 @@ def info(input_path: str, as_json: bool, map_path: str | None, max_pixels: int |
     out = {
         "file": input_path, "bytes": len(data), "width": h.width, "height": h.height,
         "bpp": round(len(data) * 8 / (h.width * h.height), 5),
-        "format": f"{data[4]}.{data[5]}", "colour_mode": h.colour_mode.name,
+        "format": "{}.{}".format(*h.version), "colour_mode": h.colour_mode.name,
         "bit_depth": h.bit_depth, "model_id": h.model_id.hex(), "rate_knob": h.rate_knob,
         "entropy_method": h.entropy_method.name, "entropy_id": h.entropy_id.hex(),
         "synthesis": h.synthesis.name,

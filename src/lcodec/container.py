@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 from lcodec.errors import LicError
@@ -106,6 +106,8 @@ class Header:
     entropy_method: EntropyMethod
     entropy_id: bytes = bytes(ID_SIZE)
     synthesis: Synthesis = Synthesis.FLOAT  # stored in a SYNTHESIS section, not in the 40 bytes
+    # The format version the file was read with (not compared; pack writes the current one).
+    version: tuple[int, int] = field(default=(FORMAT_MAJOR, FORMAT_MINOR), compare=False)
 
 
 @dataclass(frozen=True)
@@ -323,7 +325,7 @@ def _parse(
 
     if pos != size:
         raise LicError(f"trailing data after the last section ({size - pos} bytes)")
-    return replace(header, synthesis=synthesis), listing, payloads
+    return replace(header, synthesis=synthesis, version=(major, minor)), listing, payloads
 
 
 def _synthesis(payload: memoryview, upgrade_hint: str) -> Synthesis:
