@@ -198,12 +198,6 @@ class CWIC(nn.Module):
             "z_c": z_c,
         }
 
-    @torch.no_grad()
-    def compress(self, ycc: torch.Tensor, offset: float = 0.0) -> Encoded:
-        """Discrete codes; positions outside the mask are set to index 0 (not coded)."""
-        e_y, e_c, p = self._analyse(ycc)
-        return self.quantize(e_y, e_c, p, offset)
-
     def quantize(self, e_y: torch.Tensor, e_c: torch.Tensor, p: torch.Tensor, offset: float
                  ) -> Encoded:
         """Quantize analysis outputs at a rate offset (cheap: rate control reuses ``analyse``)."""
