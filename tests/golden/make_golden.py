@@ -42,9 +42,10 @@ def digests(data: bytes, device: str = "cpu") -> dict[str, str]:
 # (the first model's names carry none). Format 1.0: every model then shipped (float
 # synthesis). Format 1.1 added the exact-integer synthesis: the models that have it, whose
 # new files name it (MANIFEST records ``synthesis``; their pixels must match exactly).
+# v2 models are named by their file stem: a name moves to newer weights, a stem never.
 GOLDEN_MODELS = {
-    "v1.0": {"lite-mse": "", "mse": "mse-", "v2-mse": "v2-mse-"},
-    "v1.1": {"v2-mse": "v2-mse-"},
+    "v1.0": {"lite-mse": "", "mse": "mse-", "v2-mse-316546575096956a": "v2-mse-"},
+    "v1.1": {"v2-mse-316546575096956a": "v2-mse-", "v2-mse-a7e60dcedde370ad": "v2-mse-a7e60dce-"},
 }
 
 
