@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -163,17 +164,15 @@ def _fit_size(src: SourceImage, budget: int, target_bpp: float, model: str | Non
         first = models.for_bpp(target_bpp)
         candidates = [first, *(m for m in models.encoders() if m != first)]
 
-    def attempt(info: models.ModelInfo):
-        def run() -> tuple[RateResult, models.LoadedModel, codec.Analysis]:
-            loaded = models.load(info, device)
-            analysis = codec.analyse(loaded, src, entropy, synthesis)
-            if analysis.coder.method == container.EntropyMethod.STATIC_CONTEXT_V1:
-                return fit_budget(analysis.encode, budget), loaded, analysis
-            return (fit_budget_two_stage(analysis.encode_static, analysis.encode, budget),
-                    loaded, analysis)
-        return run
+    def fit(info: models.ModelInfo) -> tuple[RateResult, models.LoadedModel, codec.Analysis]:
+        loaded = models.load(info, device)
+        analysis = codec.analyse(loaded, src, entropy, synthesis)
+        if analysis.coder.method == container.EntropyMethod.STATIC_CONTEXT_V1:
+            return fit_budget(analysis.encode, budget), loaded, analysis
+        return (fit_budget_two_stage(analysis.encode_static, analysis.encode, budget),
+                loaded, analysis)
 
-    return first_that_fits(((m.name, attempt(m)) for m in candidates), budget)
+    return first_that_fits(((m.name, partial(fit, m)) for m in candidates), budget)
 
 
 def encode(image: Any, *, bpp: float | None = None, size: int | None = None,

@@ -242,9 +242,7 @@ def coder_for_encoding(model: LoadedModel, entropy: str) -> EntropyCoder:
 
 def coder_for_file(model: LoadedModel, header: Header) -> EntropyCoder:
     """The entropy coder a file names in its header (and the entropy model it names)."""
-    entropy_id = header.entropy_id if header.entropy_method != \
-        EntropyMethod.STATIC_CONTEXT_V1 else None
-    return methods.coder_for(header.entropy_method, model, entropy_id)
+    return methods.coder_for(header.entropy_method, model, header.entropy_id)
 
 
 def decode_symbols(model: LoadedModel, lic: LicFile, timer: Timer = untimed
@@ -293,6 +291,12 @@ def verify(analysis: Analysis, data: bytes) -> None:
                               "symbols; nothing was written (please report this)")
 
 
+def _require_exact(model: LoadedModel) -> None:
+    if not model.has_exact:
+        raise LicError(f"the file asks for the exact synthesis, which model {model.info.name} "
+                       "does not have")
+
+
 def _float_window(model: LoadedModel, win: Encoded, gray: bool, rows: slice, cols: slice
                   ) -> np.ndarray:
     """Synthesis FLOAT of one window: the float networks, then the core's pixels."""
@@ -320,9 +324,7 @@ def reconstruct(model: LoadedModel, codes: Encoded, width: int, height: int,
     h8, w8 = codes.qi.shape[2:]
     tile, halo = tile_codes(s)
     if synthesis == Synthesis.EXACT_INT_V1:
-        if not model.has_exact:
-            raise LicError(f"the file asks for the exact synthesis, which model "
-                           f"{model.info.name} does not have")
+        _require_exact(model)
         if halo < model.exact.reach_codes:
             raise LcodecError("internal error: the window halo is below the exact decoder's "
                               "reach")
@@ -349,9 +351,8 @@ def decode(model: LoadedModel, lic: LicFile, timer: Timer = untimed) -> Decoded:
     gray = hdr.colour_mode == ColourMode.GRAY
     if hdr.colour_mode == ColourMode.RGBA and SectionType.ALPHA not in lic.sections:
         raise LicError("the file is RGBA but has no alpha section")
-    if hdr.synthesis == Synthesis.EXACT_INT_V1 and not model.has_exact:
-        raise LicError(f"the file asks for the exact synthesis, which model {model.info.name} "
-                       "does not have")
+    if hdr.synthesis == Synthesis.EXACT_INT_V1:
+        _require_exact(model)  # before the entropy decoding, not after it
     symbols = decode_symbols(model, lic, timer)
     with timer("network"):
         codes = _as_encoded(model, symbols, hdr.rate_knob)  # int64 per window

@@ -12,6 +12,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from lcodec.errors import LcodecError
@@ -35,8 +36,9 @@ class ModelInfo:
     path: Path
     model_id: bytes
 
-    @property
+    @cached_property
     def card(self) -> dict:
+        """The JSON card beside the weights (read once per ModelInfo)."""
         card_path = self.path.with_suffix(".json")
         return json.loads(card_path.read_text()) if card_path.exists() else {}
 
