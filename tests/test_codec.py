@@ -196,6 +196,22 @@ def test_a_bpp_target_goes_to_the_model_measured_best_there(tmp_path, monkeypatc
     assert models.for_bpp(0.01).name == "lite-mse"  # the best quality at the bottom
 
 
+def test_a_bpp_target_never_goes_to_a_model_of_another_distortion(tmp_path, monkeypatch
+                                                                   ) -> None:
+    import json
+
+    _models_with_curves(tmp_path, monkeypatch, {
+        "lite-mse": [(0.2, 20.0), (0.6, 24.0), (1.0, 24.2)],
+        "mse": [(0.15, 14.0), (0.5, 21.0), (1.2, 26.5)],
+    })
+    card_path = models.find("mse").path.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["training"]["distortion"] = "msssim"
+    card_path.write_text(json.dumps(card))
+    assert models.find("mse").distortion == "msssim"
+    assert models.for_bpp(0.95).name == "lite-mse"  # the better PSNR, but trained for MS-SSIM
+
+
 def test_without_measured_curves_a_target_goes_to_the_default_model(
         tmp_path, monkeypatch) -> None:
     _models_with_curves(tmp_path, monkeypatch, {"lite-mse": [], "mse": []})
@@ -284,3 +300,27 @@ def test_a_retired_model_decodes_its_files_but_is_never_chosen_to_encode(
         models.find("mse")
     assert models.find(model_id=info.model_id) == info
     assert api.decode_array(old).shape == crop_rgb.shape
+
+
+def test_a_card_takes_its_kodak_points_from_an_eval_of_the_model(tmp_path, monkeypatch) -> None:
+    import json
+    import shutil
+
+    from lcodec.evaluate import rd
+
+    src = models.find()
+    shutil.copy(src.path, tmp_path / src.path.name)
+    shutil.copy(src.path.with_suffix(".json"), tmp_path / src.path.with_suffix(".json").name)
+    monkeypatch.setenv("LCODEC_MODELS", str(tmp_path))
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    (ev / "curves_by_setting.csv").write_text(
+        "codec,setting,images,bpp,psnr,psnr_y,ms_ssim,ms_ssim_db,delta_e00,encode_s,decode_s\n"
+        "lcodec,0.5,24,0.5,30.0,31.0,0.96,14.0,3.0,0.2,1.0\n"
+        "jpeg,50,24,0.9,31.0,32.0,0.97,15.0,2.0,0.01,0.01\n"
+        "lcodec,-0.5,24,0.1,24.0,25.0,0.85,8.2,6.0,0.2,1.0\n")
+    assert rd.main(["kodak", "--model", src.path.stem, "--from-eval", str(ev)]) == 0
+    card = json.loads((tmp_path / src.path.with_suffix(".json").name).read_text())
+    assert [(p["knob"], p["bpp"], p["psnr"]) for p in card["kodak"]["points"]] == [
+        (-0.5, 0.1, 24.0), (0.5, 0.5, 30.0)]
+    assert models.kodak_curve(models.find(src.path.stem)) == [(0.1, 24.0), (0.5, 30.0)]

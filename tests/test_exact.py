@@ -159,3 +159,39 @@ def test_a_file_asking_for_exact_synthesis_from_a_v1_model_is_refused(crop_rgb) 
                                                       synthesis=Synthesis.EXACT_INT_V1)))
     with pytest.raises(LicError, match="exact synthesis"):
         api.decode_array(data)
+
+
+def test_refinement_blocks_decode_like_the_float_decoder_and_keep_the_reach() -> None:
+    """A ``cwic2`` net with refinement blocks: the exact decoder follows the float one, and a
+    window's pixels more than ``reach_codes`` positions inside its edge equal the whole
+    image's (what tiled decoding relies on)."""
+    from lcodec.codec import _to_uint8
+    from lcodec.color import ycbcr_to_rgb
+    from lcodec.config import NetConfig
+    from lcodec.nets.cwic import Encoded
+    from lcodec.nets.cwic2 import CWIC2
+    from lcodec.quant import code_mask
+
+    torch.manual_seed(0)
+    cfg = NetConfig(widths=(16, 16, 16), chroma_widths=(8, 8, 8), n_luma=8, n_chroma=4,
+                    levels=16, imp_levels=16, dense_growth=0, stride=16, base_level=2,
+                    rate_anchors=6, lam_range=(0.00015, 0.07), refine=2)
+    net = CWIC2(cfg).eval()
+    with torch.no_grad():
+        for block in net.luma_dec.refine:
+            block.b.weight.normal_(0.0, 0.1)
+            block.b.bias.normal_(0.0, 0.1)
+    exact = net.exact_synthesis()
+    h, w = 9, 10
+    qi = torch.randint(2, 16, (1, 1, h, w))
+    luma = torch.randint(0, 16, (1, 8, h, w)) * code_mask(qi, 8, 16)
+    chroma = torch.randint(0, 16, (1, 4, h, w)) * code_mask(qi, 4, 16)
+    whole = exact.pixels(qi, luma, chroma, 0.25).numpy().astype(int)
+    floats = _to_uint8(ycbcr_to_rgb(net.decompress(Encoded(qi, luma, chroma, 0.25)))).astype(int)
+    assert np.abs(whole - floats).max() <= 2 and np.mean(whole != floats) < 0.05
+    r = exact.reach_codes
+    part = exact.pixels(qi[..., :7], luma[..., :7], chroma[..., :7], 0.25).numpy()
+    assert np.array_equal(part[:, : 16 * (7 - r)], whole[:, : 16 * (7 - r)])
+    blocks = replace(cfg, refine=5)
+    with pytest.raises(ValueError, match="reach"):
+        CWIC2(blocks).exact_synthesis()

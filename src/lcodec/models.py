@@ -43,6 +43,11 @@ class ModelInfo:
         return json.loads(card_path.read_text()) if card_path.exists() else {}
 
     @property
+    def distortion(self) -> str:
+        """What the model was trained to minimise (``mse`` or ``msssim``), from its card."""
+        return str(self.card.get("training", {}).get("distortion", "mse"))
+
+    @property
     def retired(self) -> bool:
         """A superseded model: kept so the files it wrote decode, never chosen to encode."""
         return bool(self.card.get("retired"))
@@ -105,12 +110,14 @@ def kodak_psnr_at(info: ModelInfo, bpp: float) -> float | None:
 
 
 def for_bpp(bpp: float) -> ModelInfo:
-    """The shipped model measured best (Kodak PSNR, from the cards) at ``bpp``: each model is
-    judged at ``bpp`` clamped to its measured range, i.e. at the nearest rate it reaches. The
-    default model when no card has a curve or none is better."""
+    """The shipped model measured best (Kodak PSNR, from the cards) at ``bpp`` among those
+    trained for the default model's distortion (an MS-SSIM model is chosen by name only): each
+    model is judged at ``bpp`` clamped to its measured range, i.e. at the nearest rate it
+    reaches. The default model when no card has a curve or none is better."""
     default = find()
     best, best_psnr = default, None
-    for info in [default, *(m for m in encoders() if m != default)]:
+    same = (m for m in encoders() if m != default and m.distortion == default.distortion)
+    for info in [default, *same]:
         points = kodak_curve(info)
         if points:
             psnr = kodak_psnr_at(info, min(max(bpp, points[0][0]), points[-1][0]))

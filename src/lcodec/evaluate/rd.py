@@ -3,6 +3,9 @@
 ``python -m lcodec.evaluate.rd FOLDER --knobs=-0.3,0,0.3 [--model NAME] [--csv F]`` encodes
 every image at each rate knob, decodes the `.lic` bytes, and prints the mean bpp (file bytes
 × 8 / pixels), PSNR and MS-SSIM (RGB) and encode/decode seconds per knob as a Markdown table.
+``--update-card`` stores those means in the model's card; ``--from-eval EVAL_DIR`` stores the
+per-knob means that an ``lcodec eval`` of that model already measured instead (FOLDER is then
+the folder that eval swept, named in the card), without encoding anything again.
 """
 
 from __future__ import annotations
@@ -66,7 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--csv", type=Path, default=None, help="write per-image rows here")
     ap.add_argument("--update-card", action="store_true",
                     help="store the per-knob means in the model's JSON card")
+    ap.add_argument("--from-eval", type=Path, default=None,
+                    help="an `lcodec eval` output folder of this model: store its per-knob "
+                         "means in the card (implies --update-card, encodes nothing)")
     args = ap.parse_args(argv)
+    if args.from_eval:
+        card_from_eval(models.find(args.model), args.from_eval, args.folder)
+        return 0
     knobs = [float(k) for k in args.knobs.split(",")]
     rows = sweep(args.folder, knobs, args.model, args.device)
     if args.csv:
@@ -99,6 +108,33 @@ def update_card(info: models.ModelInfo, rows: list[dict], knobs: list[float],
                                   for key in keys}} for k in knobs],
     }
     info.path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def card_from_eval(info: models.ModelInfo, eval_dir: Path, folder: Path) -> None:
+    """Store the lcodec rows of ``eval_dir/curves_by_setting.csv`` (means over its images at
+    each knob) as the card's ``kodak`` points."""
+    import json
+    import platform
+
+    with (eval_dir / "curves_by_setting.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["codec"] == "lcodec"]
+    if not rows:
+        raise SystemExit(f"{eval_dir}: no lcodec rows in curves_by_setting.csv")
+    keys = ("bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s")
+    card = info.card
+    card["kodak"] = {
+        "command": f"lcodec eval {folder} --codecs lcodec,jpeg --model {info.path.stem} "
+                   f"--out {eval_dir} -j 2 (then python -m lcodec.evaluate.rd {folder} "
+                   f"--model {info.path.stem} --from-eval {eval_dir})",
+        "images": int(rows[0]["images"]),
+        "machine": f"{platform.machine()} CPU, {__import__('os').cpu_count()} cores, torch "
+                   f"{__import__('torch').__version__}; 2 workers of 1 thread",
+        "points": sorted(({"knob": float(r["setting"]),
+                           **{k: round(float(r[k]), 4) for k in keys}} for r in rows),
+                         key=lambda p: p["knob"]),
+    }
+    info.path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    print(f"{info.path.with_suffix('.json').name}: {len(rows)} Kodak points from {eval_dir}")
 
 
 if __name__ == "__main__":

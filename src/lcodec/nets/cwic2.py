@@ -88,6 +88,21 @@ class Analysis(nn.Module):
         return self.s16(f8), f8
 
 
+class Refine(nn.Module):
+    """``x + b(relu(a(x)))`` with 3×3 convs; ``b`` starts at zero, so a block added to a
+    trained decoder starts as the identity."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(ch, ch, 3, padding=1)
+        self.b = nn.Conv2d(ch, ch, 3, padding=1)
+        nn.init.zeros_(self.b.weight)
+        nn.init.zeros_(self.b.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.b(F.relu(self.a(x)))
+
+
 class LumaSynthesis(nn.Module):
     def __init__(self, cfg: NetConfig) -> None:
         super().__init__()
@@ -95,12 +110,15 @@ class LumaSynthesis(nn.Module):
         self.s8 = nn.Sequential(Up(cfg.n_luma, c3), GDN(c3, inverse=True))
         self.s4 = nn.Sequential(Up(c3, c2), GDN(c2, inverse=True))
         self.s2 = nn.Sequential(Up(c2, c1), GDN(c1, inverse=True))
+        self.refine = nn.ModuleList(Refine(c1) for _ in range(cfg.refine))
         self.s1 = Up(c1, 1)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         f8 = self.s8(z)
         f4 = self.s4(f8)
         f2 = self.s2(f4)
+        for block in self.refine:
+            f2 = block(f2)
         return self.s1(f2), [f8, f4, f2]
 
 

@@ -7,7 +7,9 @@ of :func:`lcodec.color.ycbcr_offsets_to_rgb8`:
 ```
 s_Y = (index − T/2) · m_Y            integers, |s| ≤ T/2
 L1: conv3×3 with weights W·g_dec(knob) (gains folded in per knob) ─► shuffle ─► IGDN ─► f8
-L2, L3: conv3×3 ─► shuffle ─► IGDN ─► f4, f2;  L4: conv3×3 ─► shuffle ─► ŷ   (grid 2**-16)
+L2, L3: conv3×3 ─► shuffle ─► IGDN ─► f4, f2
+refine blocks (if any): f2 ← sat(f2 + conv3×3(max(conv3×3(f2), 0)))
+L4: conv3×3 ─► shuffle ─► ŷ                                          (grid 2**-16)
 chroma likewise, with fuse convs on [x, f8 | f4 | f2]                 ─► ĉb ĉr
 pixels = clamp(round_half_up(255 · BT.601⁻¹(ŷ + ½, ĉb, ĉr)), 0, 255)   (int64)
 ```
@@ -70,15 +72,19 @@ class ExactSynthesis:
 
     ``reach_codes``: a pixel depends only on codes at most this many positions away. Each
     3×3 conv reaches one position of its resolution: 16 + 8 + 4 + 2 px for luma, 16 + 2·(8 +
-    4 + 2) = 44 px for chroma (fuse convs included); a pixel at offset 0..15 in its code cell
-    thus reads cells −3..+3. A window's zero padding never reaches its core through a halo
-    of ≥ 3 positions, so tiled decoding equals untiled decoding exactly.
+    4 + 2) = 44 px for chroma (fuse convs included), and each refinement block adds 2·2 px
+    to luma (and to the luma features chroma reads at 1/2). Up to 48 px (4 blocks), a pixel
+    at offset 0..15 in its code cell reads cells −3..+3. A window's zero padding never
+    reaches its core through a halo of ≥ 3 positions, so tiled decoding equals untiled
+    decoding exactly.
     """
 
     reach_codes = 3
 
     def __init__(self, net: torch.nn.Module) -> None:
         cfg = net.cfg
+        if 32 + 4 * cfg.refine > 16 * self.reach_codes:
+            raise ValueError("too many refinement blocks for the exact decoder's reach")
         self.cfg = cfg
         self.device = next(net.parameters()).device
         p = {k: v.detach().cpu().double().numpy() for k, v in net.state_dict().items()
@@ -97,6 +103,8 @@ class ExactSynthesis:
 
         self.luma = [(conv("luma_dec.s4.0.conv"), igdn("luma_dec.s4.1")),
                      (conv("luma_dec.s2.0.conv"), igdn("luma_dec.s2.1"))]
+        self.refine = [(conv(f"luma_dec.refine.{i}.a"), conv(f"luma_dec.refine.{i}.b"))
+                       for i in range(cfg.refine)]
         self.luma_igdn8 = igdn("luma_dec.s8.1")
         self.luma_out = conv("luma_dec.s1.conv")
         self.chroma_igdn8 = igdn("chroma_dec.s8.1")
@@ -135,6 +143,9 @@ class ExactSynthesis:
         for conv, igdn in self.luma:
             x = igdn(shuffle(conv(x)))
             feats.append(x)
+        for a, b in self.refine:  # x + b(relu(a(x))): |sum| < 2**27, saturated like a layer
+            x = x.add_(b(a(x).clamp_min_(0))).clamp_(-ACT_MAX, ACT_MAX)
+        feats[-1] = x
         y = shuffle(self.luma_out(x))[0].to(torch.int64)  # integers < 2**26: exact
         if gray:
             return ycbcr_offsets_to_rgb8(y, None, None, ACT_FRAC)

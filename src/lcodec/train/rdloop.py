@@ -17,7 +17,7 @@ for export only). Guards: gradients are clipped, non-finite steps are skipped, a
 spike (EMA over 3× its value at the last checkpoint) rolls back to that checkpoint with half
 the LR. ``log.csv`` logs training (step, wall s, CPU s, LR, loss, bpp, distortion, coded
 fraction, every 50 steps), ``val.csv`` the held-out validation (step, CPU-hours, knob,
-estimated bpp, PSNR, coded fraction); neither has a header row.
+estimated bpp, PSNR, coded fraction, MS-SSIM); neither has a header row.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ class RDConfig:
     decoder_noise: bool = False  # True: the decoder sees noisy codes until the decay (STE then)
     lam_range: tuple[float, float] | None = None  # λ at knob −1 and +1 (None: the net's own)
     flat_fraction: float = 0.0  # share of crops replaced by flat or smooth synthetic colours
+    mse_mix: float = 0.0  # msssim runs: this much of the MSE distortion is added (colour hold)
 
     @classmethod
     def load(cls, path: Path) -> RDConfig:
@@ -99,24 +100,31 @@ def smooth_crops(n: int, size: int) -> torch.Tensor:
     return torch.round((colour + amp * ramp + noise).clamp(0, 1) * 255) / 255
 
 
-def distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str) -> torch.Tensor:
-    """Per-image distortion on the RGB scale 0..255: MSE, or 255²·(1−MS-SSIM)/100·… (msssim).
+# 1 − MS-SSIM is scaled so that λ means about the same rate as for MSE: along the shipped MSE
+# model's held-out curve, d(255²·MSE)/d(1 − MS-SSIM) is 1,800–3,100 between knobs −1 and 0.6.
+MSSSIM_SCALE = 2000.0
 
-    The MS-SSIM form is scaled so that λ has the same meaning (about the same bits) as for MSE.
+
+def distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str,
+               mse_mix: float = 0.0) -> torch.Tensor:
+    """Per-image distortion on the RGB scale 0..255: MSE, or ``MSSSIM_SCALE``·(1 − MS-SSIM)
+    (msssim, window 7 so that 112² crops have five scales) plus ``mse_mix``·MSE.
+
     Always fp32: under bf16 autocast the colour conversion would round to 8 mantissa bits.
     """
     with torch.autocast(x.device.type, enabled=False):
-        return _distortion(x.float(), x_hat.float(), kind)
+        return _distortion(x.float(), x_hat.float(), kind, mse_mix)
 
 
-def _distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str) -> torch.Tensor:
+def _distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str, mse_mix: float) -> torch.Tensor:
     rgb, rgb_hat = ycbcr_to_rgb(x), ycbcr_to_rgb(x_hat)
+    mse = 255.0**2 * ((rgb - rgb_hat) ** 2).mean((1, 2, 3))
     if kind == "mse":
-        return 255.0**2 * ((rgb - rgb_hat) ** 2).mean((1, 2, 3))
+        return mse
     from pytorch_msssim import ms_ssim
 
-    return 400.0 * (1 - ms_ssim(rgb_hat.clamp(0, 1), rgb, data_range=1.0, size_average=False,
-                                win_size=7))
+    ms = ms_ssim(rgb_hat.clamp(0, 1), rgb, data_range=1.0, size_average=False, win_size=7)
+    return MSSSIM_SCALE * (1 - ms) + mse_mix * mse
 
 
 def rd_loss(net: CWIC2, x: torch.Tensor, knob: torch.Tensor, cfg: RDConfig,
@@ -124,7 +132,7 @@ def rd_loss(net: CWIC2, x: torch.Tensor, knob: torch.Tensor, cfg: RDConfig,
     lam_range = cfg.lam_range or net.cfg.lam_range
     out = net(x, knob, use_mask=cfg.use_mask, decoder_noise=decoder_noise)
     bpp = out["bits"] / (x.shape[2] * x.shape[3])
-    dist = distortion(x, out["x_hat"], cfg.distortion)
+    dist = distortion(x, out["x_hat"], cfg.distortion, cfg.mse_mix)
     lam = lam_of(knob, lam_range)
     weight = torch.sqrt(math.sqrt(lam_range[0] * lam_range[1]) / lam)
     loss = (weight * (bpp + lam * dist)).mean() + out["range_loss"]
@@ -136,8 +144,10 @@ def rd_loss(net: CWIC2, x: torch.Tensor, knob: torch.Tensor, cfg: RDConfig,
 
 @torch.no_grad()
 def validate(net: CWIC2, val: torch.Tensor) -> list[dict[str, float]]:
-    """Held-out PSNR (8-bit RGB) and estimated bpp (the training priors' code length of the
-    actual symbols, mask and importance map included) at :data:`VAL_KNOBS`."""
+    """Held-out PSNR and MS-SSIM (8-bit RGB) and estimated bpp (the training priors' code
+    length of the actual symbols, mask and importance map included) at :data:`VAL_KNOBS`."""
+    from pytorch_msssim import ms_ssim
+
     net.eval()
     cfg = net.cfg
     rows = []
@@ -149,6 +159,7 @@ def validate(net: CWIC2, val: torch.Tensor) -> list[dict[str, float]]:
         rec8 = torch.floor(torch.clamp(rec, 0, 1) * 255 + 0.5)
         mse = ((rec8 - torch.round(val * 255)) ** 2).mean((1, 2, 3))
         psnr = float((10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))).mean())
+        msv = float(ms_ssim(rec8, torch.round(val * 255), data_range=255.0, win_size=7).mean())
         k = torch.full((val.shape[0],), knob)
         cost = -torch.log_softmax(interpolate(net.prior_codes, k), -1)
         sym = torch.cat([codes.luma, codes.chroma], 1)
@@ -161,7 +172,7 @@ def validate(net: CWIC2, val: torch.Tensor) -> list[dict[str, float]]:
         total = (bits.sum((1, 2, 3)) + qbits.sum(1)) / math.log(2)
         bpp = float((total / (val.shape[2] * val.shape[3])).mean())
         rows.append({"knob": knob, "psnr": psnr, "bpp": bpp,
-                     "coded": float(mask.float().mean())})
+                     "coded": float(mask.float().mean()), "msssim": msv})
     net.train()
     return rows
 
@@ -246,11 +257,34 @@ class Run:
             self.wall_s = 3600 * float(training.get("wall_hours", 0.0))
         else:  # a checkpoint of another run: weights, optimizer, steps and time continue
             st = torch.load(path, map_location="cpu", weights_only=False)
-            self.net.load_state_dict(st.get("model", st))
+            added = self._load_grown(st.get("model", st))
             if "opt" in st:
-                self.opt.load_state_dict(st["opt"])
+                self._load_opt(st["opt"], added)
                 self.step, self.wall_s, self.cpu_s = st["step"], st["wall_s"], st["cpu_s"]
         print(f"initialised from {path} (step {self.step})", flush=True)
+
+    def _load_grown(self, state: dict) -> set[str]:
+        """Load weights into this net, which may have more refinement blocks than the net
+        they came from (those start as the identity); returns the parameters added."""
+        res = self.net.load_state_dict(state, strict=False)
+        if res.unexpected_keys or any(".refine." not in k for k in res.missing_keys):
+            raise ValueError(f"init weights do not fit this net: missing {res.missing_keys}, "
+                             f"unexpected {res.unexpected_keys}")
+        if res.missing_keys:
+            print(f"new parameters start fresh: {', '.join(res.missing_keys)}", flush=True)
+        return set(res.missing_keys)
+
+    def _load_opt(self, opt_state: dict, added: set[str]) -> None:
+        """The optimizer state of the init run, matched by parameter name when the net grew
+        (Adam's moments of the shared weights continue; new weights start at zero)."""
+        if not added:
+            self.opt.load_state_dict(opt_state)
+            return
+        names = [n for n, _ in self.net.named_parameters()]
+        old = [n for n in names if n not in added]
+        params = dict(self.net.named_parameters())
+        for i, st in opt_state["state"].items():  # keyed by the old net's parameter order
+            self.opt.state[params[old[i]]] = {k: v.clone() for k, v in st.items()}
 
     # -- the loop ----------------------------------------------------------------------
     def train(self, budget_min: float, decay_min: float, max_steps: int | None = None) -> None:
@@ -286,7 +320,7 @@ class Run:
                 for row in validate(self.net, self.val):
                     vlog.writerow([self.step, f"{self.cpu_s / 3600:.4f}", row["knob"],
                                    f"{row['bpp']:.4f}", f"{row['psnr']:.3f}",
-                                   f"{row['coded']:.3f}"])
+                                   f"{row['coded']:.3f}", f"{row['msssim']:.5f}"])
                 valf.flush()
                 last_val = el
             rgb = self.sampler.batch(cfg.batch)
@@ -333,7 +367,8 @@ class Run:
                       f"loss {ema:.4f}", flush=True)
         for row in validate(self.net, self.val):
             vlog.writerow([self.step, f"{self.cpu_s / 3600:.4f}", row["knob"],
-                           f"{row['bpp']:.4f}", f"{row['psnr']:.3f}", f"{row['coded']:.3f}"])
+                           f"{row['bpp']:.4f}", f"{row['psnr']:.3f}", f"{row['coded']:.3f}",
+                           f"{row['msssim']:.5f}"])
         self.save("last.ckpt", phase)
         logf.close()
         valf.close()
