@@ -298,7 +298,7 @@ def test_bench_times_the_method_the_codec_writes(crop_path, tiny_tcae_models, ca
     before = torch.get_num_threads()
     try:  # raises (exit 1) if the bench's bytes or symbols differ from the codec's
         rc = bench.main([str(crop_path), "--device", "cpu", "--baselines", "", "--threads", "1",
-                         "--entropy", entropy])
+                         "--entropy", entropy, "--cli", "0"])
     finally:
         torch.set_num_threads(before)
     out = capsys.readouterr().out
@@ -311,3 +311,22 @@ def test_bench_times_the_method_the_codec_writes(crop_path, tiny_tcae_models, ca
     assert all(math.isfinite(x) and x >= 0 for x in times)
     assert sum(times) > 0
     assert f"Entropy method {method}:" in out
+
+
+def test_bench_times_the_real_commands_beside_the_in_process_path(crop_path, capsys) -> None:
+    import torch
+
+    from lcodec.evaluate import bench
+
+    before = torch.get_num_threads()
+    try:
+        rc = bench.main([str(crop_path), "--device", "cpu", "--baselines", "", "--threads", "1",
+                         "--cli", "1"])
+    finally:
+        torch.set_num_threads(before)
+    out = capsys.readouterr().out
+    assert rc == 0 and "## The command line" in out
+    section = out[out.index("## The command line"):]
+    row = next(line for line in section.splitlines() if line.startswith(f"| {crop_path.name} |"))
+    cells = [float(c) for c in row.strip("|").split("|")[1:]]
+    assert len(cells) == 5 and all(math.isfinite(x) and x > 0 for x in cells)

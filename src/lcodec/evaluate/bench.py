@@ -37,6 +37,13 @@ allocations and libraries) during each encode and decode, sampled every 2 ms fro
 ``/proc/self/statm`` (elsewhere only ``resource.getrusage`` ru_maxrss, the process-lifetime
 peak, is available and is printed at the end); on CUDA also ``torch.cuda.max_memory_allocated``.
 
+The command line (``--cli N``, default 2 images): what ``time lcodec encode``/``decode`` shows
+a user, i.e. the wall time of the real commands as subprocesses (``IMG → .lic`` at the same
+knob, ``.lic → .png``), next to the start-up every command pays before its first pixel
+(Python, ``import torch``, loading the model: a subprocess that does only that) and the
+in-process times above. CLI − start-up − in-process is the PNG reading/writing and the
+checks of the command (``encode`` also verifies its file by decoding the symbols).
+
 Times are the best of ``--repeat`` runs after one untimed warm-up. The baselines are timed on
 the same images at the setting of their ``lcodec eval`` sweep whose bpp is closest to lcodec's
 file, and shown as ratios (lcodec seconds / codec seconds).
@@ -229,6 +236,61 @@ def time_lcodec(path: Path, loaded, knob: float, device: str, repeat: int,
     method = container.unpack(data).header.entropy_method.name
     return LcodecTiming(path.name, len(data), len(data) * 8 / (w * h), best_enc or {},
                         best_dec or {}, rss_e, rss_d, method, gpu_e, gpu_d, pixels)
+
+
+# --- the command line --------------------------------------------------------------------
+
+@dataclass
+class CliTiming:
+    image: str
+    startup_s: float
+    encode_s: float
+    decode_s: float
+
+
+def _wall(cmd: list[str], repeat: int, env: dict[str, str]) -> float:
+    import subprocess
+
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+        best = min(best, time.perf_counter() - t0)
+    return float(best)
+
+
+def time_cli(path: Path, model_stem: str, knob: float, repeat: int, threads: int,
+             entropy: str = "auto") -> CliTiming:
+    """Wall seconds of ``lcodec encode``/``decode`` run as a user runs them, and of a
+    process that only starts up (imports torch and loads the model)."""
+    import tempfile
+
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    script = Path(sys.executable).with_name("lcodec")  # the command users run
+    py = [str(script)] if script.exists() else [sys.executable, "-m", "lcodec.cli"]
+    with tempfile.TemporaryDirectory() as tmp:
+        lic, png = str(Path(tmp) / "a.lic"), str(Path(tmp) / "a.png")
+        startup = _wall([sys.executable, "-c",
+                         "import lcodec.api, lcodec.models as m; "
+                         f"m.load(m.find({model_stem!r}), 'cpu')"], repeat, env)
+        enc = _wall([*py, "encode", str(path), lic, "--knob", str(knob), "--model",
+                     model_stem, "--entropy", entropy, "--force", "-q"], repeat, env)
+        dec = _wall([*py, "decode", lic, png, "--force", "-q"], repeat, env)
+    return CliTiming(path.name, startup, enc, dec)
+
+
+def cli_table(cli: list[CliTiming], rows: list[LcodecTiming]) -> str:
+    head = ["image", "start-up", "CLI encode", "in-process encode", "CLI decode",
+            "in-process decode"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in cli:
+        r = next(r for r in rows if r.image == c.image)
+        lines.append(f"| {c.image} | {c.startup_s:.2f} | {c.encode_s:.2f} | "
+                     f"{sum(r.encode.values()):.2f} | {c.decode_s:.2f} | "
+                     f"{sum(r.decode.values()):.2f} |")
+    return "\n".join(lines)
 
 
 # --- baselines ---------------------------------------------------------------------------
@@ -455,6 +517,14 @@ def run(args: argparse.Namespace, out=print) -> None:
                 out("")
                 out(f"CUDA decodings {'equal' if same else 'differ from'} the CPU ones "
                     "(the bytes are checked equal by construction).")
+    if args.cli and cpu_rows:
+        cli = [time_cli(p, info.path.stem, knobs.get(p, args.knob), args.repeat, args.threads,
+                        args.entropy) for p in images[: args.cli]]
+        out("")
+        out("## The command line: wall seconds of `lcodec encode`/`decode` as subprocesses, "
+            "their start-up, and the in-process times above")
+        out("")
+        out(cli_table(cli, cpu_rows))
     if names:
         rows = cpu_rows or rows
         base: dict[str, list[BaselineTiming]] = {n: [] for n in names}
@@ -493,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baselines", default=",".join(DEFAULT_BASELINES),
                     help="comma-separated codecs to compare with ('' for none)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N images")
+    ap.add_argument("--cli", type=int, default=2,
+                    help="also time the real commands on the first N images (0: no)")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args(argv)
