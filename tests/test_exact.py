@@ -143,8 +143,8 @@ def test_exact_decode_refuses_a_halo_below_its_reach(v2_files, monkeypatch) -> N
     from lcodec import api, codec
     from lcodec.errors import LcodecError
 
-    monkeypatch.setattr(codec, "TILE_PIXELS", 32)
-    monkeypatch.setattr(codec, "HALO_PIXELS", 16)
+    monkeypatch.setattr(codec, "EXACT_TILE_PIXELS", 32)
+    monkeypatch.setattr(codec, "EXACT_HALO_PIXELS", 32)
     with pytest.raises(LcodecError, match="halo"):
         api.decode_array(v2_files["exact"])
 

@@ -207,8 +207,8 @@ def test_exact_decode_is_identical_at_one_and_two_threads_and_any_tiling(device,
             data = (GOLDEN / entry["file"]).read_bytes()
             model = models.load(models.find(model_id=container.unpack(data).header.model_id))
             s = model.config.stride
-            monkeypatch.setattr(codec, "TILE_PIXELS", 2 * s)
-            monkeypatch.setattr(codec, "HALO_PIXELS", model.exact.reach_codes * s)
+            monkeypatch.setattr(codec, "EXACT_TILE_PIXELS", 2 * s)
+            monkeypatch.setattr(codec, "EXACT_HALO_PIXELS", model.exact.reach_codes * s)
             assert _pixel_sha256(data, device) == entry["pixels_sha256"], entry["file"]
     finally:
         torch.set_num_threads(before)

@@ -8,7 +8,8 @@ positions at stride 8, 64² at stride 16) with a halo of ``HALO_PIXELS`` (128) o
 side, keeping only each window's
 core. The halo covers the networks' receptive field, so the result equals a whole-image pass
 (exactly with the exact synthesis, up to float rounding with the float one) and shows no
-seams, while peak memory is bounded by one window. The
+seams, while peak memory is bounded by one window. The exact synthesis decodes in windows of
+``EXACT_TILE_PIXELS``² (512²) with a halo of ``EXACT_HALO_PIXELS`` (48, its reach). The
 symbols of the whole image form one cuboid; the entropy coder works channel by channel
 (luma/chroma) or row by row (importance), so its memory is bounded too.
 """
@@ -38,6 +39,10 @@ from lcodec.ratecontrol import KNOB_MAX, KNOB_MIN
 
 TILE_PIXELS = 1024
 HALO_PIXELS = 128
+# The exact synthesis holds float64 activations (twice the float path's bytes), so it decodes
+# in smaller windows; its halo is its proven reach (3 positions at stride 16), not a margin.
+EXACT_TILE_PIXELS = 512
+EXACT_HALO_PIXELS = 48
 STRIP_CODES = 64  # code rows quantized at a time
 
 
@@ -325,6 +330,7 @@ def reconstruct(model: LoadedModel, codes: Encoded, width: int, height: int,
     tile, halo = tile_codes(s)
     if synthesis == Synthesis.EXACT_INT_V1:
         _require_exact(model)
+        tile, halo = max(1, EXACT_TILE_PIXELS // s), EXACT_HALO_PIXELS // s
         if halo < model.exact.reach_codes:
             raise LcodecError("internal error: the window halo is below the exact decoder's "
                               "reach")
