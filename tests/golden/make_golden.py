@@ -45,7 +45,9 @@ def digests(data: bytes, device: str = "cpu") -> dict[str, str]:
 # v2 models are named by their file stem: a name moves to newer weights, a stem never.
 GOLDEN_MODELS = {
     "v1.0": {"lite-mse": "", "mse": "mse-", "v2-mse-316546575096956a": "v2-mse-"},
-    "v1.1": {"v2-mse-316546575096956a": "v2-mse-", "v2-mse-a7e60dcedde370ad": "v2-mse-a7e60dce-"},
+    "v1.1": {"v2-mse-316546575096956a": "v2-mse-", "v2-mse-a7e60dcedde370ad": "v2-mse-a7e60dce-",
+             "v2-mse-36ad74d8f2540b33": "v2-mse-36ad74d8-",
+             "v2-msssim-815bb00866fd5abd": "v2-msssim-815bb008-"},
 }
 
 

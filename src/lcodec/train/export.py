@@ -103,17 +103,20 @@ def _load_run(path: Path) -> tuple[CWIC | CWIC2, dict, dict]:
 
 
 def learning_curve(run: Path) -> list[dict]:
-    """The validation rows of a v2 run's ``val.csv`` (step, CPU-hours, knob, bpp, PSNR) on the
-    path to its last state: rows a resume went back behind (a run resumed from an earlier
-    checkpoint, or from ``stable.ckpt`` after a decay) are dropped."""
+    """The validation rows of a v2 run's ``val.csv`` (step, CPU-hours, knob, bpp, PSNR and,
+    where logged, MS-SSIM) on the path to its last state: rows a resume went back behind (a
+    run resumed from an earlier checkpoint, or from ``stable.ckpt`` after a decay) are
+    dropped."""
     path = (run if run.is_dir() else run.parent) / "val.csv"
     if not path.exists():
         return []
     rows: list[dict] = []
     for line in path.read_text().splitlines():
-        step, cpu_h, knob, bpp, psnr, *_ = line.split(",")
+        step, cpu_h, knob, bpp, psnr, *rest = line.split(",")
         row = {"step": int(step), "cpu_hours": float(cpu_h), "knob": float(knob),
                "bpp": float(bpp), "psnr": float(psnr)}
+        if len(rest) >= 2:  # logged since session 3
+            row["msssim"] = float(rest[1])
         if rows and row["step"] < rows[-1]["step"]:
             rows = [r for r in rows if r["step"] < row["step"]]
         rows.append(row)
