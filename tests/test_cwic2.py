@@ -91,7 +91,7 @@ def test_a_resumed_v2_run_ends_exactly_where_an_uninterrupted_one_does(
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
     val = (tmp_path / "b" / "val.csv").read_text().splitlines()
-    assert len(val) >= 6 and all(len(row.split(",")) == 6 for row in val)
+    assert len(val) >= 6 and all(len(row.split(",")) == 7 for row in val)
 
 
 def test_v2_export_writes_a_model_the_codec_loads_with_its_curve(
