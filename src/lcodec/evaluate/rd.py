@@ -91,49 +91,51 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def update_card(info: models.ModelInfo, rows: list[dict], knobs: list[float],
-                args: argparse.Namespace) -> None:
+KEYS = ("bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s")
+
+
+def _write_kodak(info: models.ModelInfo, command: str, images: int, points: list[dict]
+                 ) -> None:
+    """Store per-knob Kodak means (sorted by knob) as the card's ``kodak`` section."""
     import json
+    import os
     import platform
 
+    import torch
+
     card = info.card
-    keys = ("bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s")
     card["kodak"] = {
-        "command": f"python -m lcodec.evaluate.rd {args.folder} --knobs={args.knobs}",
-        "images": len({r["image"] for r in rows}),
-        "machine": f"{platform.machine()} CPU, {__import__('os').cpu_count()} cores, torch "
-                   f"{__import__('torch').__version__}",
-        "points": [{"knob": k, **{key: round(float(np.mean([r[key] for r in rows
-                                                            if r["knob"] == k])), 4)
-                                  for key in keys}} for k in knobs],
+        "command": command,
+        "images": images,
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch "
+                   f"{torch.__version__}",
+        "points": sorted(points, key=lambda p: p["knob"]),
     }
     info.path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def update_card(info: models.ModelInfo, rows: list[dict], knobs: list[float],
+                args: argparse.Namespace) -> None:
+    points = [{"knob": k, **{key: round(float(np.mean([r[key] for r in rows
+                                                       if r["knob"] == k])), 4)
+                             for key in KEYS}} for k in knobs]
+    _write_kodak(info, f"python -m lcodec.evaluate.rd {args.folder} --knobs={args.knobs}",
+                 len({r["image"] for r in rows}), points)
 
 
 def card_from_eval(info: models.ModelInfo, eval_dir: Path, folder: Path) -> None:
     """Store the lcodec rows of ``eval_dir/curves_by_setting.csv`` (means over its images at
     each knob) as the card's ``kodak`` points."""
-    import json
-    import platform
-
     with (eval_dir / "curves_by_setting.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r["codec"] == "lcodec"]
     if not rows:
         raise SystemExit(f"{eval_dir}: no lcodec rows in curves_by_setting.csv")
-    keys = ("bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s")
-    card = info.card
-    card["kodak"] = {
-        "command": f"lcodec eval {folder} --codecs lcodec,jpeg --model {info.path.stem} "
-                   f"--out {eval_dir} -j 2 (then python -m lcodec.evaluate.rd {folder} "
-                   f"--model {info.path.stem} --from-eval {eval_dir})",
-        "images": int(rows[0]["images"]),
-        "machine": f"{platform.machine()} CPU, {__import__('os').cpu_count()} cores, torch "
-                   f"{__import__('torch').__version__}; 2 workers of 1 thread",
-        "points": sorted(({"knob": float(r["setting"]),
-                           **{k: round(float(r[k]), 4) for k in keys}} for r in rows),
-                         key=lambda p: p["knob"]),
-    }
-    info.path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    points = [{"knob": float(r["setting"]), **{k: round(float(r[k]), 4) for k in KEYS}}
+              for r in rows]
+    _write_kodak(info, f"lcodec eval {folder} --codecs lcodec,jpeg --model {info.path.stem} "
+                       f"--out {eval_dir}, then python -m lcodec.evaluate.rd {folder} "
+                       f"--model {info.path.stem} --from-eval {eval_dir}",
+                 int(rows[0]["images"]), points)
     print(f"{info.path.with_suffix('.json').name}: {len(rows)} Kodak points from {eval_dir}")
 
 
