@@ -361,6 +361,12 @@ def test_save_load_keeps_the_bitstream_and_the_id(models, tmp_path) -> None:
     assert eid == hashlib.sha256(path.read_bytes()).digest()[:8]
     loaded = TcaeModels.load(path)
     assert loaded.entropy_id == eid
+    for name, m in models.models.items():  # every table and layer exactly as frozen
+        again = loaded.models[name]
+        assert np.array_equal(again.first, m.first) and np.array_equal(
+            again.first_layer.bias, m.first_layer.bias), name
+        for a, b in zip(again.layers, m.layers, strict=True):
+            assert np.array_equal(a.w, b.w) and np.array_equal(a.bias, b.bias), name
     c = _codes(1, (5, 6), seed=17)
     args = [c[k][0].astype(np.int64) for k in ("qi", "luma", "chroma")]
     assert loaded.encode(*args) == models.encode(*args)
@@ -444,3 +450,108 @@ def test_make_codes_refuses_kodak(tmp_path) -> None:
     with pytest.raises(SystemExit):
         train_tcae.main(["make-codes", "--model", "lite-mse", "--images", str(folder),
                          "--out", str(tmp_path / "c.npz")])
+
+
+def test_codes_of_a_v2_model_record_its_levels_and_stride(tmp_path) -> None:
+    """make-codes on network v2 (stride 16, T = 16): the TCAE gets 16 classes and bits per
+    pixel count 256 pixels per code position; two codes files join into one set."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    from PIL import Image
+
+    for i in range(2):
+        img = (rng.random((288, 320, 3)) * 64 + np.linspace(0, 180, 320)[None, :, None])
+        Image.fromarray(img.astype(np.uint8)).save(folder / f"p{i}.png")
+    out = tmp_path / "codes.npz"
+    assert train_tcae.main(["make-codes", "--model", "v2-mse", "--images", str(folder),
+                            "--out", str(out), "--knobs", "-1,1", "--crop", "16",
+                            "--crops-per-image", "1", "--threads", "1"]) == 0
+    codes = train_tcae.load_codes(out)
+    assert int(codes["stride"]) == 16 and int(codes["code_levels"]) == 16
+    assert codes["luma"].shape == (4, 96, 16, 16) and codes["luma"].max() <= 15
+    cfgs = train_tcae.configs_for(codes)
+    assert cfgs["luma"].classes == cfgs["chroma"].classes == 16
+    assert cfgs["luma"].channels == 96 and cfgs["chroma"].channels == 32
+    joined = train_tcae.load_codes(f"{out},{out}")
+    assert len(joined["qi"]) == 8 and list(joined["image"]) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert list(joined["names"]) == ["p0.png", "p1.png"] * 2
+
+
+def test_static_baseline_is_the_static_coders_size(tmp_path) -> None:
+    """evaluate_static's bits are those the STATIC_CONTEXT_V1 coder really writes."""
+    from lcodec import models as registry
+    from lcodec.container import EntropyMethod
+    from lcodec.entropy import methods
+
+    loaded = registry.load(registry.find("v2-mse"))
+    codes = train_tcae.synthetic_codes(3, 12, seed=31, n_luma=96, n_chroma=32, levels=L,
+                                       classes=16)
+    codes["stride"] = np.array(16)
+    got = train_tcae.evaluate_static(loaded.tables, codes, np.arange(3))
+    coder = methods.coder_for(EntropyMethod.STATIC_CONTEXT_V1, loaded)
+    sizes = {"importance": 0, "luma": 0, "chroma": 0}
+    counts = dict.fromkeys(sizes, 0)
+    for i in range(3):
+        qi, luma, chroma = (codes[k][i] for k in ("qi", "luma", "chroma"))
+        sec = coder.encode(qi, luma, chroma)
+        for t, n in zip(sorted(sec), ("importance", "luma", "chroma"), strict=True):
+            sizes[n] += 8 * len(sec[t])
+        m_y = code_mask_np(qi, 96, L)
+        counts["importance"] += qi.size
+        counts["luma"] += int(m_y.sum())
+        counts["chroma"] += int(code_mask_np(qi, 32, L).sum())
+    for n in sizes:
+        est = got[f"bits_{n}"] * counts[n]
+        assert abs(sizes[n] - est) <= 0.02 * est + 3 * 64, n  # range coder: ≤ a word a stream
+
+
+def test_knob_buckets_are_the_nearest_of_evenly_spaced_knobs() -> None:
+    assert [tcae.knob_bucket(9, k) for k in (-1000, -999, 0, 124, 125, 1000, 5000)] == [
+        0, 0, 4, 4, 5, 8, 8]
+    assert tcae.knob_bucket(0, 700) == 0
+    got = train_tcae.knob_buckets_torch(torch.tensor([-1.0, 0.0, 0.125, 1.0]), 9)
+    assert got.tolist() == [0, 4, 5, 8]
+
+
+@pytest.fixture(scope="module")
+def knob_models() -> tuple[dict[str, TcaeNet], TcaeModels]:
+    """The small models with 3 knob buckets whose first-layer biases differ a lot."""
+    torch.manual_seed(40)
+    cfgs = {n: TcaeConfig(**{**c.to_dict(), "knob_buckets": 3}) for n, c in CFGS.items()}
+    nets = {}
+    for name, cfg in cfgs.items():
+        net = TcaeNet(cfg).eval()
+        with torch.no_grad():
+            net.final.weight.mul_(4.0)
+            net.final.bias.normal_(0.0, 1.0)
+            net.knob_bias.normal_(0.0, 1.5)
+        nets[name] = net
+    codes = _codes(24, 12, seed=41)
+    codes["knob"] = np.tile(np.array([-1.0, 0.0, 1.0], np.float32), 8)
+    return nets, train_tcae.freeze_models(nets, codes, np.arange(24))
+
+
+def test_knob_buckets_change_probabilities_and_round_trip_at_each_knob(knob_models, tmp_path
+                                                                        ) -> None:
+    """A model with knob buckets codes differently at each bucket, decodes its own bytes at
+    the file's knob exactly, follows its float model per bucket, and survives save/load."""
+    nets, models = knob_models
+    c = _codes(1, (10, 11), seed=42)
+    qi, luma, chroma = (c[k][0].astype(np.int64) for k in ("qi", "luma", "chroma"))
+    pays = {k: models.encode(qi, luma, chroma, k) for k in (-1000, 0, 1000)}
+    assert pays[-1000]["luma"] != pays[1000]["luma"]
+    assert models.encode(qi, luma, chroma, -900) == pays[-1000]  # same bucket
+    for k, pay in pays.items():
+        out = models.decode(pay, 10, 11, k)
+        assert all(np.array_equal(a, b) for a, b in zip(out, (qi, luma, chroma), strict=True))
+    act = code_mask_np(qi, CFG_Y.channels, L)
+    for bucket in range(3):
+        fl = float_log2_probs(nets["luma"], luma, act, bucket)
+        il = int_log2_probs(models.luma, luma, act, bucket)
+        assert np.abs(fl - il).mean() < 0.06, bucket
+    path = tmp_path / "knob.safetensors"
+    models.save(path)
+    again = TcaeModels.load(path)
+    assert again.encode(qi, luma, chroma, 1000) == pays[1000]
+    assert again.luma.cfg.knob_buckets == 3

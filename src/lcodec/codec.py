@@ -122,7 +122,7 @@ class Analysis:
             qi, luma, chroma = self.symbols(knob, compact)
         src = self.source
         with timer("probs"), timed_coding(timer):
-            sections = coder.encode(qi, luma, None if src.gray else chroma)
+            sections = coder.encode(qi, luma, None if src.gray else chroma, knob)
         with timer("container"):
             sections.update(self._sidecars)
             mode = ColourMode.GRAY if src.gray else (
@@ -265,7 +265,7 @@ def decode_symbols(model: LoadedModel, lic: LicFile, timer: Timer = untimed
     with timer("container"):
         coder = coder_for_file(model, hdr)
     with timer("probs"), timed_coding(timer):
-        return coder.decode(lic.sections, h8, w8, gray)
+        return coder.decode(lic.sections, h8, w8, gray, hdr.rate_knob)
 
 
 def decode_codes(model: LoadedModel, lic: LicFile) -> Encoded:

@@ -53,16 +53,17 @@ def coder_for(method: EntropyMethod, model: Any, entropy_id: bytes | None = None
 
 
 class EntropyCoder(Protocol):
-    """Codes (qi, luma, chroma) symbol arrays to the sections it owns, and back."""
+    """Codes (qi, luma, chroma) symbol arrays to the sections it owns, and back. ``knob``:
+    the file's rate knob as its header stores it (a method may condition on it)."""
 
     method: EntropyMethod
     entropy_id: bytes
 
     def encode(self, qi: np.ndarray, luma: np.ndarray,
-               chroma: np.ndarray | None) -> dict[SectionType, bytes]: ...
+               chroma: np.ndarray | None, knob: float) -> dict[SectionType, bytes]: ...
 
     def decode(self, sections: dict[SectionType, bytes], h: int, w: int,
-               gray: bool) -> Arrays: ...
+               gray: bool, knob: float) -> Arrays: ...
 
 
 @dataclass
@@ -74,7 +75,7 @@ class StaticContextCoder:
     method: EntropyMethod = EntropyMethod.STATIC_CONTEXT_V1
     entropy_id: bytes = bytes(8)
 
-    def encode(self, qi, luma, chroma) -> dict[SectionType, bytes]:
+    def encode(self, qi, luma, chroma, knob: float = 0.0) -> dict[SectionType, bytes]:
         t = self.tables
         out = {
             SectionType.IMPORTANCE: sc.encode_importance(qi, t["entropy.qi"]),
@@ -87,7 +88,7 @@ class StaticContextCoder:
                 chroma, code_mask_np(qi, self.n_chroma, self.imp_levels), t["entropy.chroma"])
         return out
 
-    def decode(self, sections, h, w, gray) -> Arrays:
+    def decode(self, sections, h, w, gray, knob: float = 0.0) -> Arrays:
         t = self.tables
         qi = sc.decode_importance(sections[SectionType.IMPORTANCE], (h, w), t["entropy.qi"])
         luma = sc.decode_codes(sections[SectionType.LUMA],
@@ -112,15 +113,15 @@ class TcaeCoder:
         self.models = models
         self.entropy_id: bytes = models.entropy_id
 
-    def encode(self, qi, luma, chroma) -> dict[SectionType, bytes]:
-        payloads = self.models.encode(qi, luma, chroma)
+    def encode(self, qi, luma, chroma, knob: float = 0.0) -> dict[SectionType, bytes]:
+        payloads = self.models.encode(qi, luma, chroma, round(knob * 1000))
         return {t: payloads[n] for t, n in self._NAMES.items() if n in payloads}
 
-    def decode(self, sections, h, w, gray) -> Arrays:
+    def decode(self, sections, h, w, gray, knob: float = 0.0) -> Arrays:
         payloads = {n: sections[t] for t, n in self._NAMES.items()
                     if t in sections and not (gray and t == SectionType.CHROMA)}
         try:
-            return self.models.decode(payloads, h, w)
+            return self.models.decode(payloads, h, w, round(knob * 1000))
         except ValueError as exc:
             raise LicError(f"malformed TCAE-coded sections ({exc})") from None
 

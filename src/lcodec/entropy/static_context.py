@@ -122,3 +122,10 @@ def code_length_bits(codes: np.ndarray, mask: np.ndarray, table: np.ndarray) -> 
         f = table[k][c1[sel], c2[sel], codes[k][sel]]
         total += float(np.sum(np.log2(scale / f)))
     return total
+
+
+def importance_code_length_bits(qi: np.ndarray, table: np.ndarray) -> float:
+    """The model's own estimate Σ −log2 p of an (h, w) QI map."""
+    up, upleft = _importance_contexts(qi.astype(np.int64))
+    scale = float(table.sum(-1).flat[0])
+    return float(np.sum(np.log2(scale / table[up, upleft, qi])))

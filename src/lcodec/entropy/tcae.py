@@ -37,7 +37,12 @@ because a level index means something different in each code channel (the LCMQ c
 per channel). All hidden features of inactive positions are zero (never computed nor read).
 Luma and chroma models add a *side* term to the first layer: over a 3×3 spatial window (same
 k, no trimming), the class ``clip(K(i', j') - k, 0, S - 1)`` where K(i', j') is the number of
-coded channels at (i', j') — known to the decoder from ``qi`` before the codes.
+coded channels at (i', j') — known to the decoder from ``qi`` before the codes. With
+``knob_buckets = B > 0`` the first layer also adds a learned bias per (rate-knob bucket, k,
+group): the bucket of the header's knob κ (thousandths, clamped to ±1000) is
+``((κ + 1000)·(B − 1) + 1000) // 2000`` (integers), so the model knows the quantizer's scale
+before it has seen a symbol. Models with ``knob_buckets = 0`` (all before network v2's TCAE)
+have no such term.
 
 Integer inference (what the bitstream depends on)
 -------------------------------------------------
@@ -54,7 +59,8 @@ Integer inference (what the bitstream depends on)
   + Σ_side_taps max|S| < 2**24) — checked when a model is frozen and again when it is loaded
   (int8 weights guarantee it for taps·g ≤ 518) — so float32 represents all of them exactly
   and the result is the same integer on every BLAS, CPU, thread count and batch layout.
-* ``A = acc + bias[k, o]`` in int64 (|bias| < 2**30, one bias per code channel k and group o),
+* ``A = acc + bias[k, o]`` in int64 (|bias| < 2**30, one bias per code channel k and group o;
+  in the first layer the knob bucket's bias is added to it, and the sum is what is bounded),
   then requantisation with a per-group integer multiplier and shift, round half up:
   ``y = (A·M + 2**(S-1)) >> S`` (arithmetic shift) with 1 ≤ M ≤ 2**15 and 1 ≤ S ≤ 62, so
   |A·M| < 2**46: no int64 overflow. (The implementation evaluates the same formula as
@@ -131,6 +137,7 @@ class TcaeConfig:
         embed: 0: the first layer reads the one-hot input classes (paper); d > 0: it reads a
             learned d-dimensional embedding of (input channel k', class), so a level means
             something different in each code channel; frozen, both are the same table lookup.
+        knob_buckets: B > 0: a first-layer bias per rate-knob bucket (:func:`knob_bucket`).
     """
 
     channels: int
@@ -144,6 +151,7 @@ class TcaeConfig:
     side_classes: int = 0
     side_kernel: int = 3
     embed: int = 0
+    knob_buckets: int = 0
 
     @property
     def in_classes(self) -> int:
@@ -155,11 +163,23 @@ class TcaeConfig:
         return self.channels if self.embed else 1
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not d["knob_buckets"]:  # configs from before knob buckets keep their exact text
+            del d["knob_buckets"]
+        return d
 
     @classmethod
     def from_dict(cls, raw: dict) -> TcaeConfig:
         return cls(**{k: int(v) for k, v in raw.items()})
+
+
+def knob_bucket(buckets: int, knob_thousandths: int) -> int:
+    """The knob bucket of a header knob (thousandths): nearest of ``buckets`` evenly spaced
+    knobs over [-1, 1], halves rounded up, in integer arithmetic (0 without buckets)."""
+    if buckets <= 1:
+        return 0
+    k = min(max(int(knob_thousandths), -1000), 1000)
+    return ((k + 1000) * (buckets - 1) + 1000) // 2000
 
 
 def trimmed_taps(cfg: TcaeConfig, first: bool) -> np.ndarray:
@@ -350,6 +370,7 @@ class _State:
     cls_flat: np.ndarray
     side_flat: np.ndarray | None
     caches: list
+    bias0: np.ndarray  # (n, g) first-layer bias of this cuboid's knob bucket
     pre: np.ndarray | None = None  # first-layer bias + side terms of rows pre_start..
     pre_start: int = 0
 
@@ -358,9 +379,10 @@ class IntTcae:
     """A frozen inclined TCAE: integer tables and weights, exact inference (see module doc)."""
 
     def __init__(self, cfg: TcaeConfig, first: np.ndarray, side: np.ndarray | None,
-                 first_layer: IntLayer, layers: list[IntLayer], exp: np.ndarray) -> None:
+                 first_layer: IntLayer, layers: list[IntLayer], exp: np.ndarray,
+                 knob_bias: np.ndarray | None = None) -> None:
         """``first``: (table_channels, taps0, in_classes, g) ints; ``side``: (side_taps, S, g)
-        ints or None;
+        ints or None; ``knob_bias``: (knob_buckets, n, g) ints or None;
         ``first_layer``: its bias / requantisation (``w`` unused); ``layers``: the second conv,
         the 2·blocks block convs and the final conv; ``exp``: the softmax table."""
         self.cfg = cfg
@@ -396,6 +418,15 @@ class IntTcae:
         if first_layer.bias.shape != (cfg.channels, g):
             raise LcodecError("TCAE first-layer bias has the wrong shape")
         first_layer.check("first", bound0)
+        self.knob_bias = None
+        self._bias0 = first_layer.bias[None].astype(np.int64)  # (buckets or 1, n, g)
+        if cfg.knob_buckets:
+            if knob_bias is None or knob_bias.shape != (cfg.knob_buckets, cfg.channels, g):
+                raise LcodecError("TCAE knob bias has the wrong shape")
+            self.knob_bias = knob_bias.astype(np.int64)
+            self._bias0 = self._bias0 + self.knob_bias
+            if np.any(np.abs(self._bias0) >= BIAS_LIMIT):
+                raise LcodecError("TCAE layer first: bias out of range")
         if len(layers) != 2 + 2 * cfg.blocks:
             raise LcodecError("TCAE has the wrong number of layers")
         self.layers = layers
@@ -429,7 +460,7 @@ class IntTcae:
             b = lay.bounds
             t0, t1 = next(blk for blk in lay.blocks if b[blk[0]] <= s < b[blk[1]])
             bs, be = int(b[t0]), max(int(b[t1]), e)
-            acc = np.take(self.first_layer.bias, lay.k[bs:be], axis=0)
+            acc = np.take(st.bias0, lay.k[bs:be], axis=0)
             if self.side is not None and st.side_flat is not None:
                 cls = np.take(st.side_flat, lay.base[bs:be, None] + self._offs)
                 acc = acc + np.take(self._ts, cls + self._ts_row, axis=0).sum(1)
@@ -478,8 +509,10 @@ class IntTcae:
             c[li][slots] = _relu8(y)
         raise AssertionError("unreachable")
 
-    def _setup(self, active: np.ndarray, cls: np.ndarray | None) -> _State:
+    def _setup(self, active: np.ndarray, cls: np.ndarray | None, bucket: int) -> _State:
         cfg = self.cfg
+        if not 0 <= bucket < len(self._bias0):
+            raise ValueError(f"knob bucket {bucket} out of range")
         lay = _Layout(cfg, active, _CHUNK)
         self._off0 = lay.offsets(self.taps0)
         self._offh = lay.offsets(self.taps)
@@ -490,19 +523,20 @@ class IntTcae:
             side_flat = lay.grid(side_classes(active, cfg.side_classes), cfg.side_classes)
         caches = [np.zeros((lay.window + 1, cfg.groups), np.float32)
                   for _ in range(self.depth - 1)]
-        return _State(lay, cls_flat, side_flat, caches)
+        return _State(lay, cls_flat, side_flat, caches, self._bias0[bucket])
 
     # -- public entry points --
 
-    def frequency_rows(self, symbols: np.ndarray, active: np.ndarray
+    def frequency_rows(self, symbols: np.ndarray, active: np.ndarray, bucket: int = 0
                        ) -> tuple[np.ndarray, np.ndarray]:
         """Encoder: one forward pass over all planes (in blocks of whole planes).
 
-        Returns (symbols (P,), frequencies (P, classes) int32) in coding order.
+        Returns (symbols (P,), frequencies (P, classes) int32) in coding order. ``bucket``:
+        the knob bucket (:func:`knob_bucket`; 0 for a model without knob buckets).
         """
         cfg = self.cfg
         cls = np.where(active, symbols.astype(np.int64) + cfg.offset, 0)
-        st = self._setup(active, cls)
+        st = self._setup(active, cls, bucket)
         b = st.lay.bounds
         freqs = np.empty((st.lay.P, cfg.classes), dtype=np.int32)
         for t0, t1 in st.lay.blocks:
@@ -512,14 +546,14 @@ class IntTcae:
         syms = st.cls_flat[st.lay.base].astype(np.int64) - cfg.offset
         return syms, freqs
 
-    def encode(self, symbols: np.ndarray, active: np.ndarray) -> bytes:
-        syms, freqs = self.frequency_rows(symbols, active)
+    def encode(self, symbols: np.ndarray, active: np.ndarray, bucket: int = 0) -> bytes:
+        syms, freqs = self.frequency_rows(symbols, active, bucket)
         return encode_symbols(syms, freqs)
 
-    def decode(self, dec: SymbolDecoder, active: np.ndarray) -> np.ndarray:
+    def decode(self, dec: SymbolDecoder, active: np.ndarray, bucket: int = 0) -> np.ndarray:
         """Decoder: plane by plane, one batched ``decode`` per plane; 0 where inactive."""
         cfg = self.cfg
-        st = self._setup(active, None)
+        st = self._setup(active, None, bucket)
         lay = st.lay
         b = lay.bounds
         for t in range(len(b) - 1):
@@ -534,8 +568,9 @@ class IntTcae:
         out[active] = grid[active].astype(np.int64) - cfg.offset
         return out
 
-    def code_length_bits(self, symbols: np.ndarray, active: np.ndarray) -> float:
-        syms, freqs = self.frequency_rows(symbols, active)
+    def code_length_bits(self, symbols: np.ndarray, active: np.ndarray, bucket: int = 0
+                         ) -> float:
+        syms, freqs = self.frequency_rows(symbols, active, bucket)
         if len(syms) == 0:
             return 0.0
         f = freqs[np.arange(len(syms)), syms]
@@ -548,6 +583,8 @@ class IntTcae:
                f"{prefix}.exp": self.exp.astype(np.int64)}
         if self.side is not None:
             out[f"{prefix}.first.side"] = self.side.astype(np.int8)
+        if self.knob_bias is not None:
+            out[f"{prefix}.first.knob"] = self.knob_bias.astype(np.int64)
         named = [("first", self.first_layer)] + [(f"l{i}", x) for i, x in enumerate(self.layers)]
         for name, layer in named:
             if name != "first":
@@ -567,10 +604,11 @@ class IntTcae:
 
         try:
             side = t.get(f"{prefix}.first.side")
+            knob = t[f"{prefix}.first.knob"].astype(np.int64) if cfg.knob_buckets else None
             return cls(cfg, t[f"{prefix}.first.table"].astype(np.int64),
                        None if side is None else side.astype(np.int64), layer("first", False),
                        [layer(f"l{i}") for i in range(2 + 2 * cfg.blocks)],
-                       t[f"{prefix}.exp"])
+                       t[f"{prefix}.exp"], knob)
         except KeyError as exc:
             raise LcodecError(f"TCAE weights file lacks tensor {exc}") from None
 
@@ -610,6 +648,9 @@ class TcaeModels:
             meta[f"{name}.config"] = json.dumps(m.cfg.to_dict(), sort_keys=True)
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
+        # safetensors.numpy writes an array's memory as is: a transposed (Fortran-ordered)
+        # array would come back scrambled, so every array is made C-contiguous first
+        tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
         save_file(tensors, str(tmp), metadata=meta)
         tmp.replace(path)
         self.entropy_id = file_id(path)
@@ -666,21 +707,28 @@ class TcaeModels:
             out.append(x)
         return out[0], out[1], out[2]
 
-    def encode(self, qi: np.ndarray, luma: np.ndarray, chroma: np.ndarray | None
-               ) -> dict[str, bytes]:
+    def buckets(self, knob: int) -> dict[str, int]:
+        """Each model's knob bucket for a header knob (thousandths)."""
+        return {n: knob_bucket(m.cfg.knob_buckets, knob) for n, m in self.models.items()}
+
+    def encode(self, qi: np.ndarray, luma: np.ndarray, chroma: np.ndarray | None,
+               knob: int = 0) -> dict[str, bytes]:
         """Payloads ``importance``, ``luma`` and (unless ``chroma`` is None) ``chroma``.
 
         Only positions inside the eq. 4 mask are coded; other values are ignored (decoded as 0).
+        ``knob``: the header's rate knob in thousandths (read by models with knob buckets).
         """
         qi, luma, chroma = self._arrays(qi, luma, chroma)
         m_y, m_c = self.masks(qi)
-        out = {"importance": self.importance.encode(qi[None], np.ones((1, *qi.shape), bool)),
-               "luma": self.luma.encode(luma, m_y)}
+        b = self.buckets(knob)
+        out = {"importance": self.importance.encode(qi[None], np.ones((1, *qi.shape), bool),
+                                                    b["importance"]),
+               "luma": self.luma.encode(luma, m_y, b["luma"])}
         if chroma is not None:
-            out["chroma"] = self.chroma.encode(chroma, m_c)
+            out["chroma"] = self.chroma.encode(chroma, m_c, b["chroma"])
         return out
 
-    def decode(self, payloads: dict[str, bytes], h: int, w: int
+    def decode(self, payloads: dict[str, bytes], h: int, w: int, knob: int = 0
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(qi (h, w), luma (n_y, h, w), chroma (n_c, h, w)) int64; LicError on bad data.
 
@@ -691,26 +739,29 @@ class TcaeModels:
         for name in ("importance", "luma"):
             if name not in payloads:
                 raise ValueError(f"missing {name} payload")
+        b = self.buckets(knob)
         qi = self.importance.decode(SymbolDecoder(payloads["importance"]),
-                                    np.ones((1, h, w), bool))[0]
+                                    np.ones((1, h, w), bool), b["importance"])[0]
         m_y, m_c = self.masks(qi)
-        luma = self.luma.decode(SymbolDecoder(payloads["luma"]), m_y)
+        luma = self.luma.decode(SymbolDecoder(payloads["luma"]), m_y, b["luma"])
         if "chroma" in payloads:
-            chroma = self.chroma.decode(SymbolDecoder(payloads["chroma"]), m_c)
+            chroma = self.chroma.decode(SymbolDecoder(payloads["chroma"]), m_c, b["chroma"])
         else:
             chroma = np.zeros(m_c.shape, dtype=np.int64)
         return qi, luma, chroma
 
-    def code_length_bits(self, qi: np.ndarray, luma: np.ndarray, chroma: np.ndarray | None
-                         ) -> dict[str, float]:
+    def code_length_bits(self, qi: np.ndarray, luma: np.ndarray, chroma: np.ndarray | None,
+                         knob: int = 0) -> dict[str, float]:
         """Σ -log2 p per section with the integer frequencies (the ideal coded size)."""
         qi, luma, chroma = self._arrays(qi, luma, chroma)
         m_y, m_c = self.masks(qi)
         ones = np.ones((1, *qi.shape), bool)
+        b = self.buckets(knob)
         return {
-            "importance": self.importance.code_length_bits(qi[None], ones),
-            "luma": self.luma.code_length_bits(luma, m_y),
-            "chroma": 0.0 if chroma is None else self.chroma.code_length_bits(chroma, m_c),
+            "importance": self.importance.code_length_bits(qi[None], ones, b["importance"]),
+            "luma": self.luma.code_length_bits(luma, m_y, b["luma"]),
+            "chroma": 0.0 if chroma is None else self.chroma.code_length_bits(
+                chroma, m_c, b["chroma"]),
         }
 
 

@@ -126,6 +126,9 @@ class TcaeNet(nn.Module):
             self.embed = nn.Parameter(e)
         self.first = TrimmedConv(cfg, cfg.embed or cfg.in_classes, g, first=True)
         self.side = SideConv(cfg, g) if cfg.side_classes else None
+        self.knob_bias = None  # first-layer bias per (knob bucket, group, channel k)
+        if cfg.knob_buckets:
+            self.knob_bias = nn.Parameter(torch.zeros(cfg.knob_buckets, g, cfg.channels))
         self.second = TrimmedConv(cfg, g, g, first=False)
         self.blocks = nn.ModuleList(
             nn.ModuleList([TrimmedConv(cfg, g, g, False), TrimmedConv(cfg, g, g, False)])
@@ -138,7 +141,10 @@ class TcaeNet(nn.Module):
             self.final.weight.mul_(0.1)
 
     def forward(self, cls: torch.Tensor, active: torch.Tensor | None = None,
-                side: torch.Tensor | None = None, record: list | None = None) -> torch.Tensor:
+                side: torch.Tensor | None = None, record: list | None = None,
+                knob: torch.Tensor | None = None) -> torch.Tensor:
+        """``knob``: (N,) knob buckets (:func:`lcodec.entropy.tcae.knob_bucket`), required
+        when the config has knob buckets."""
         cfg = self.cfg
         if self.embed is not None:
             chan = torch.arange(cfg.channels, device=cls.device).view(1, -1, 1, 1)
@@ -158,6 +164,10 @@ class TcaeNet(nn.Module):
                 raise ValueError("this TCAE needs side classes")
             h = h + self.side(F.one_hot(side, cfg.side_classes).permute(0, 4, 1, 2, 3)
                               .to(x.dtype))
+        if self.knob_bias is not None:
+            if knob is None:
+                raise ValueError("this TCAE needs the knob buckets")
+            h = h + self.knob_bias[knob][..., None, None].to(h.dtype)
         h = keep(h)
         x = keep(self.second(h))
         if record is not None:
@@ -178,7 +188,7 @@ def init_marginals(net: TcaeNet, batches) -> None:
     """
     cfg = net.cfg
     counts = torch.ones(cfg.channels, cfg.classes, dtype=torch.float64)
-    for cls, active, _ in batches:
+    for cls, active, *_ in batches:
         sym = (cls - cfg.offset).clamp(min=0)
         for k in range(cfg.channels):
             a = active[:, k]
@@ -189,9 +199,10 @@ def init_marginals(net: TcaeNet, batches) -> None:
 
 
 def code_length_bits(net: TcaeNet, cls: torch.Tensor, active: torch.Tensor,
-                     side: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     side: torch.Tensor | None = None, knob: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 25: Σ over active positions of -log2 p(symbol); returns (bits, symbol count)."""
-    logits = net(cls, active, side)
+    logits = net(cls, active, side, knob=knob)
     logp = F.log_softmax(logits.float(), dim=1)
     target = (cls - net.cfg.offset).clamp(min=0)
     nll = -torch.gather(logp, 1, target[:, None])[:, 0]
@@ -236,9 +247,9 @@ def calibrate(net: TcaeNet, batches, q: float = 0.99999) -> dict[str, np.ndarray
     """
     acts: dict[str, list[np.ndarray]] = {}
     net.eval()
-    for cls, active, side in batches:
+    for cls, active, side, *knob in batches:
         rec: list = []
-        net(cls, active, side, record=rec)
+        net(cls, active, side, record=rec, knob=knob[0] if knob else None)
         for name, t in rec:
             v = t.permute(1, 0, 2, 3, 4)[:, active].double().cpu().numpy()  # (g, count)
             acts.setdefault(name, []).append(v)
@@ -287,6 +298,9 @@ def freeze(net: TcaeNet, batches, scales: dict[str, np.ndarray] | None = None) -
                                           WEIGHT_MAX).astype(np.int64)
     m0, sh0 = _requant_constants(s0 / a_first)
     first_layer = IntLayer(np.zeros((0, 0), np.float32), bias_int(net.first.bias, s0), m0, sh0)
+    knob_q = None
+    if net.knob_bias is not None:  # (buckets, g, n) -> (buckets, n, g) on the bias grid
+        knob_q = np.stack([bias_int(b, s0) for b in net.knob_bias])
 
     def conv(layer: TrimmedConv, a_in: np.ndarray, a_out: np.ndarray) -> IntLayer:
         w = layer.tap_matrix().double().cpu().numpy()
@@ -301,26 +315,29 @@ def freeze(net: TcaeNet, batches, scales: dict[str, np.ndarray] | None = None) -
         layers += [conv(a, a_res, a_mid), conv(b, a_mid, a_res)]
     logit_unit = np.full(cfg.classes, 2.0 ** -LOGIT_FRAC_BITS)
     layers.append(conv(net.final, a_res, logit_unit))
-    return IntTcae(cfg, t0q, tsq, first_layer, layers, exp_table())
+    return IntTcae(cfg, t0q, tsq, first_layer, layers, exp_table(), knob_q)
 
 
-def int_log2_probs(model: IntTcae, symbols: np.ndarray, active: np.ndarray) -> np.ndarray:
+def int_log2_probs(model: IntTcae, symbols: np.ndarray, active: np.ndarray, bucket: int = 0
+                   ) -> np.ndarray:
     """Per coded symbol log2 p under the integer model, in the integer model's coding order."""
-    syms, freqs = model.frequency_rows(symbols, active)
+    syms, freqs = model.frequency_rows(symbols, active, bucket)
     f = freqs[np.arange(len(syms)), syms]
     return np.log2(f) - 16.0
 
 
 @torch.no_grad()
-def float_log2_probs(net: TcaeNet, symbols: np.ndarray, active: np.ndarray) -> np.ndarray:
+def float_log2_probs(net: TcaeNet, symbols: np.ndarray, active: np.ndarray, bucket: int = 0
+                     ) -> np.ndarray:
     """Same as :func:`int_log2_probs` under the float model (same order)."""
     cfg = net.cfg
     cls = np.where(active, symbols + cfg.offset, 0)
     ct = torch.from_numpy(cls)[None]
     at = torch.from_numpy(active)[None]
     side = side_classes_torch(at, cfg.side_classes) if cfg.side_classes else None
+    knob = torch.tensor([bucket]) if cfg.knob_buckets else None
     net.eval()
-    logp = F.log_softmax(net(ct, at, side).double(), dim=1)[0].numpy() / LN2
+    logp = F.log_softmax(net(ct, at, side, knob=knob).double(), dim=1)[0].numpy() / LN2
     k, i, j = np.nonzero(active)
     order = np.argsort(k + i + j, kind="stable")
     k, i, j = k[order], i[order], j[order]

@@ -7,12 +7,14 @@ Usage::
     python -m lcodec.train.tcae --codes codes.npz --out runs/tcae [--steps N] [--max-minutes M]
     python -m lcodec.train.tcae freeze --run runs/tcae --codes codes.npz --out tcae.safetensors
     python -m lcodec.train.tcae eval --weights tcae.safetensors --codes codes.npz
+    python -m lcodec.train.tcae static --model v2-mse --codes codes.npz   # the baseline
     python -m lcodec.train.tcae bench [--weights tcae.safetensors] [--codes codes.npz]
     python -m lcodec.train.tcae synth --out synth.npz      # spatially correlated fake codes
 
 A codes file (npz) holds crops of code maps: ``qi`` (M, h, w), ``luma`` (M, n_y, h, w),
 ``chroma`` (M, n_c, h, w) as uint8 (level indices, 0 where masked), ``image`` (M,) image
-index, ``knob`` (M,), ``names`` (image file names) and ``levels`` (L).
+index, ``knob`` (M,), ``names`` (image file names), ``levels`` (L), ``code_levels`` (T) and
+``stride`` (T = 8 and stride 8 when absent, as in files made before network v2).
 
 Training minimises the code length of eq. 25 summed over the three models (bits of all coded
 symbols per pixel). Adam with the paper's schedule of four learning rates, each a third of the
@@ -51,7 +53,7 @@ from lcodec.entropy.tcae_net import (
     init_marginals,
 )
 from lcodec.entropy.tcae_net import side_classes_torch as _side
-from lcodec.quant import code_mask
+from lcodec.quant import code_mask, code_mask_np
 from lcodec.train.rng import rng_state, set_rng_state
 
 LR_STEPS = 4  # learning rates lr, lr/3, lr/9, lr/27 (paper §4.5: lr = 3e-4)
@@ -62,15 +64,42 @@ NAMES = ("importance", "luma", "chroma")
 # ---------------------------------------------------------------- data
 
 
-def load_codes(path: Path) -> dict[str, np.ndarray]:
+def load_codes(path: Path | str) -> dict[str, np.ndarray]:
+    """A codes file, or several joined (``a.npz,b.npz``: e.g. the codes of two models)."""
+    parts = str(path).split(",")
+    if len(parts) > 1:
+        return _join([load_codes(Path(p)) for p in parts])
     with np.load(path, allow_pickle=False) as z:
         out = {k: z[k] for k in z.files}
     for key in ("qi", "luma", "chroma"):
         if key not in out:
             raise SystemExit(f"{path} lacks the array {key!r}; make it with make-codes")
     out.setdefault("levels", np.array(16))
+    out.setdefault("code_levels", np.array(8))  # files from before network v2: T = 8
+    out.setdefault("stride", np.array(8))
     out.setdefault("image", np.arange(len(out["qi"])))
+    out.setdefault("knob", np.zeros(len(out["qi"]), np.float32))
     return out
+
+
+def _join(files: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    first = files[0]
+    for f in files[1:]:
+        for key in ("levels", "code_levels", "stride"):
+            if int(f[key]) != int(first[key]):
+                raise SystemExit(f"codes files differ in {key}: {int(f[key])} vs {int(first[key])}")
+    out = {k: np.concatenate([f[k] for f in files]) for k in ("qi", "luma", "chroma", "knob")}
+    offsets = np.cumsum([0] + [int(f["image"].max()) + 1 for f in files[:-1]])
+    out["image"] = np.concatenate([f["image"] + o for f, o in zip(files, offsets, strict=True)])
+    if all("names" in f for f in files):
+        out["names"] = np.concatenate([f["names"] for f in files])
+    out.update({k: first[k] for k in ("levels", "code_levels", "stride")})
+    return out
+
+
+def _pixels_per_position(codes: dict[str, np.ndarray]) -> int:
+    """Image pixels per code position (the model's stride squared)."""
+    return int(codes.get("stride", 8)) ** 2
 
 
 def split(codes: dict[str, np.ndarray], fraction: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -92,26 +121,43 @@ def configs_for(codes: dict[str, np.ndarray], overrides: dict | None = None
                 ) -> dict[str, TcaeConfig]:
     """Default configs adapted to the channel counts and levels in the codes."""
     levels = int(codes["levels"])
+    code_levels = int(codes.get("code_levels", 8))
     cfgs = {
         "importance": replace(DEFAULT_CONFIGS["importance"], classes=levels),
-        "luma": replace(DEFAULT_CONFIGS["luma"], channels=int(codes["luma"].shape[1])),
-        "chroma": replace(DEFAULT_CONFIGS["chroma"], channels=int(codes["chroma"].shape[1])),
+        "luma": replace(DEFAULT_CONFIGS["luma"], channels=int(codes["luma"].shape[1]),
+                        classes=code_levels),
+        "chroma": replace(DEFAULT_CONFIGS["chroma"], channels=int(codes["chroma"].shape[1]),
+                          classes=code_levels),
     }
     for name, over in (overrides or {}).items():
         cfgs[name] = replace(cfgs[name], **over)
     return cfgs
 
 
+def knob_buckets_torch(knob: torch.Tensor, buckets: int) -> torch.Tensor | None:
+    """:func:`lcodec.entropy.tcae.knob_bucket` of (N,) float knobs (as a header stores them,
+    in thousandths), or None for a model without knob buckets."""
+    if not buckets:
+        return None
+    k = (knob.double() * 1000).round().long().clamp(-1000, 1000)
+    return torch.div((k + 1000) * (buckets - 1) + 1000, 2000, rounding_mode="floor")
+
+
 def batch_inputs(qi: torch.Tensor, luma: torch.Tensor, chroma: torch.Tensor, levels: int,
-                 cfgs: dict[str, TcaeConfig]) -> dict[str, tuple]:
-    """Model inputs (cls, active, side) for a batch of code crops (uint8 tensors)."""
+                 cfgs: dict[str, TcaeConfig], knob: torch.Tensor | None = None
+                 ) -> dict[str, tuple]:
+    """Model inputs (cls, active, side, knob buckets) for a batch of code crops (uint8
+    tensors; ``knob``: (N,) the crops' rate knobs, needed by models with knob buckets)."""
+    if knob is None:
+        knob = torch.zeros(len(qi))
     qi = qi.long()[:, None]
-    out = {"importance": (qi, torch.ones_like(qi, dtype=torch.bool), None)}
+    kb = knob_buckets_torch(knob, cfgs["importance"].knob_buckets)
+    out = {"importance": (qi, torch.ones_like(qi, dtype=torch.bool), None, kb)}
     for name, codes in (("luma", luma), ("chroma", chroma)):
         m = code_mask(qi, codes.shape[1], levels)
         cls = torch.where(m, codes.long() + 1, torch.zeros_like(m, dtype=torch.long))
         side = _side(m, cfgs[name].side_classes) if cfgs[name].side_classes else None
-        out[name] = (cls, m, side)
+        out[name] = (cls, m, side, knob_buckets_torch(knob, cfgs[name].knob_buckets))
     return out
 
 
@@ -130,10 +176,12 @@ def _evaluate(nets: dict[str, TcaeNet], codes: dict, idx: np.ndarray, cfgs, devi
             sel = idx[s : s + batch]
             qi, luma, chroma = (torch.from_numpy(codes[k][sel]).to(device)
                                 for k in ("qi", "luma", "chroma"))
-            pixels += qi.numel() * 64
-            for name, (cls, act, side) in batch_inputs(qi, luma, chroma, levels, cfgs).items():
+            knob = torch.from_numpy(codes["knob"][sel])
+            pixels += qi.numel() * _pixels_per_position(codes)
+            for name, (cls, act, side, kb) in batch_inputs(qi, luma, chroma, levels, cfgs,
+                                                           knob).items():
                 nets[name].eval()
-                b, c = code_length_bits(nets[name], cls, act, side)
+                b, c = code_length_bits(nets[name], cls, act, side, kb)
                 bits[name] += b.item()
                 count[name] += c.item()
     out = {f"bits_{n}": bits[n] / max(count[n], 1) for n in NAMES}
@@ -152,13 +200,20 @@ def train(args: argparse.Namespace) -> Path:
     cfgs = configs_for(codes, overrides)
     ckpt = out / "last.ckpt"
     saved = torch.load(ckpt, map_location=device, weights_only=False) if ckpt.exists() else None
+    init = None
     if saved is not None:  # a resumed run keeps its architecture
         cfgs = {n: TcaeConfig.from_dict(saved["configs"][n]) for n in NAMES}
+    elif args.init:  # a new run from another's models: their shape, plus new knob buckets
+        init = torch.load(Path(args.init) / "last.ckpt", map_location=device, weights_only=False)
+        cfgs = {n: replace(TcaeConfig.from_dict(init["configs"][n]),
+                           knob_buckets=cfgs[n].knob_buckets) for n in NAMES}
     tr, va = split(codes)
-    va = va[: args.val_crops]
+    if len(va) > args.val_crops:  # spread over the images (and the files joined)
+        va = va[np.linspace(0, len(va) - 1, args.val_crops).astype(np.int64)]
     levels = int(codes["levels"])
     (out / "config.json").write_text(json.dumps(
         {"codes": str(args.codes), "steps": args.steps, "batch": args.batch,
+         "init": args.init, "lr": args.lr, "amp": args.amp,
          "configs": {k: c.to_dict() for k, c in cfgs.items()}}, indent=2))
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -168,13 +223,20 @@ def train(args: argparse.Namespace) -> Path:
     lrs = [args.lr / 3**i for i in range(LR_STEPS)]
     opt = torch.optim.Adam(params, lr=lrs[0])
     state = {"step": 0, "lr_index": 0, "best": math.inf, "bad": 0}
-    if saved is None:  # start from each channel's order-0 statistics
+    if init is not None:
+        for n in NAMES:
+            res = nets[n].load_state_dict(init["nets"][n], strict=False)
+            if res.unexpected_keys or set(res.missing_keys) - {"knob_bias"}:
+                raise SystemExit(f"--init models do not fit: {res}")
+        print(f"initialised from {args.init} (step {init['state']['step']})", file=sys.stderr)
+    elif saved is None:  # start from each channel's order-0 statistics
         sel = np.random.default_rng(args.seed).choice(tr, size=min(256, len(tr)), replace=False)
         first = {n: [] for n in NAMES}
         for s in range(0, len(sel), 32):
             part = [torch.from_numpy(codes[k][sel[s : s + 32]]).to(device)
                     for k in ("qi", "luma", "chroma")]
-            for name, inp in batch_inputs(*part, levels, cfgs).items():
+            knob = torch.from_numpy(codes["knob"][sel[s : s + 32]])
+            for name, inp in batch_inputs(*part, levels, cfgs, knob).items():
                 first[name].append(inp)
         for n in NAMES:
             init_marginals(nets[n], first[n])
@@ -185,7 +247,7 @@ def train(args: argparse.Namespace) -> Path:
         state = saved["state"]
         set_rng_state(saved["rng"])
         print(f"resumed at step {state['step']}", file=sys.stderr)
-    data = {k: torch.from_numpy(codes[k]) for k in ("qi", "luma", "chroma")}
+    data = {k: torch.from_numpy(codes[k]) for k in ("qi", "luma", "chroma", "knob")}
     log_path = out / "log.csv"
     new_log = not log_path.exists()
     log = log_path.open("a", newline="")
@@ -213,6 +275,7 @@ def train(args: argparse.Namespace) -> Path:
         sel = torch.from_numpy(np.random.choice(tr, size=min(args.batch, len(tr)),
                                                 replace=False))
         qi, luma, chroma = (data[k][sel].to(device) for k in ("qi", "luma", "chroma"))
+        knob = data["knob"][sel]
         ch, cw = qi.shape[1:]
         if args.crop and args.crop < max(ch, cw):  # one random sub-crop for the whole batch
             i = int(np.random.randint(max(1, ch - args.crop + 1)))
@@ -222,12 +285,14 @@ def train(args: argparse.Namespace) -> Path:
             chroma = chroma[..., i : i + args.crop, j : j + args.crop]
         total = 0.0
         stats = {}
-        for name, (cls, act, side) in batch_inputs(qi, luma, chroma, levels, cfgs).items():
+        for name, (cls, act, side, kb) in batch_inputs(qi, luma, chroma, levels, cfgs,
+                                                       knob).items():
             nets[name].train()
-            b, c = code_length_bits(nets[name], cls, act, side)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+                b, c = code_length_bits(nets[name], cls, act, side, kb)
             total = total + b
             stats[name] = (b.item() / max(c.item(), 1))
-        loss = total / (qi.numel() * 64)  # bits per pixel
+        loss = total / (qi.numel() * _pixels_per_position(codes))  # bits per pixel
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -283,7 +348,8 @@ def freeze_models(nets: dict[str, TcaeNet], codes: dict, idx: np.ndarray) -> Tca
     for s in range(0, len(idx), 8):
         sel = idx[s : s + 8]
         qi, luma, chroma = (torch.from_numpy(codes[k][sel]) for k in ("qi", "luma", "chroma"))
-        for name, inp in batch_inputs(qi, luma, chroma, levels, cfgs).items():
+        knob = torch.from_numpy(codes["knob"][sel])
+        for name, inp in batch_inputs(qi, luma, chroma, levels, cfgs, knob).items():
             batches[name].append(inp)
     frozen = {n: freeze(nets[n].cpu().float(), batches[n]) for n in NAMES}
     return TcaeModels(frozen["importance"], frozen["luma"], frozen["chroma"])
@@ -316,6 +382,7 @@ def ship_run(run: Path, codes_path: Path, model: str, out_dir: Path, calib: int 
     from lcodec import models
 
     info = models.find(model)
+    model = info.name  # the prefix LoadedModel.tcae looks for, even when given "<name>-<id>"
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f"{model}-tcae.tmp.safetensors"
     freeze_run(run, load_codes(codes_path), tmp, calib)
@@ -343,13 +410,37 @@ def evaluate_frozen(models: TcaeModels, codes: dict, idx: np.ndarray) -> dict[st
     pixels = 0
     for i in idx:
         qi, luma, chroma = (codes[k][i].astype(np.int64) for k in ("qi", "luma", "chroma"))
-        r = models.code_length_bits(qi, luma, chroma)
+        r = models.code_length_bits(qi, luma, chroma, round(float(codes["knob"][i]) * 1000))
         m_y, m_c = models.masks(qi)
         for n, c in (("importance", qi.size), ("luma", int(m_y.sum())),
                      ("chroma", int(m_c.sum()))):
             bits[n] += r[n]
             count[n] += c
-        pixels += qi.size * 64
+        pixels += qi.size * _pixels_per_position(codes)
+    out = {f"bits_{n}": bits[n] / max(count[n], 1) for n in NAMES}
+    out["bpp"] = sum(bits.values()) / max(pixels, 1)
+    return out
+
+
+def evaluate_static(tables: dict[str, np.ndarray], codes: dict, idx: np.ndarray
+                    ) -> dict[str, float]:
+    """The same figures as :func:`evaluate_frozen` for a model's STATIC_CONTEXT_V1 tables
+    (the method a TCAE has to beat), from the tables' own Σ −log2 p."""
+    from lcodec.entropy import static_context as sc
+
+    levels = int(codes["levels"])
+    bits = dict.fromkeys(NAMES, 0.0)
+    count = dict.fromkeys(NAMES, 0)
+    pixels = 0
+    for i in idx:
+        qi, luma, chroma = (codes[k][i].astype(np.int64) for k in ("qi", "luma", "chroma"))
+        bits["importance"] += sc.importance_code_length_bits(qi, tables["entropy.qi"])
+        count["importance"] += qi.size
+        for n, sym in (("luma", luma), ("chroma", chroma)):
+            m = code_mask_np(qi, sym.shape[0], levels)
+            bits[n] += sc.code_length_bits(sym, m, tables[f"entropy.{n}"])
+            count[n] += int(m.sum())
+        pixels += qi.size * _pixels_per_position(codes)
     out = {f"bits_{n}": bits[n] / max(count[n], 1) for n in NAMES}
     out["bpp"] = sum(bits.values()) / max(pixels, 1)
     return out
@@ -375,11 +466,12 @@ def make_codes(args: argparse.Namespace) -> Path:
     if args.limit and args.limit < len(paths):  # a random subset, not the first sources
         paths = [paths[i] for i in sorted(rng.choice(len(paths), args.limit, replace=False))]
     cs = args.crop
+    stride = loaded.config.stride
     out: dict[str, list] = {"qi": [], "luma": [], "chroma": [], "image": [], "knob": []}
     names = []
     t0 = time.time()
     for n, p in enumerate(paths):
-        rgb = load_rgb(p, 8 * cs)
+        rgb = load_rgb(p, stride * cs)
         if rgb is None:
             continue
         img = len(names)
@@ -402,11 +494,12 @@ def make_codes(args: argparse.Namespace) -> Path:
         if (n + 1) % 100 == 0:
             print(f"{n + 1}/{len(paths)} images, {time.time() - t0:.0f} s", file=sys.stderr)
     if not names:
-        raise SystemExit(f"no images of at least {8 * cs} pixels in {folder}")
+        raise SystemExit(f"no images of at least {stride * cs} pixels in {folder}")
     arrays = {k: np.stack(v) for k, v in out.items() if k not in ("image", "knob")}
     np.savez_compressed(args.out, **arrays, image=np.array(out["image"], np.int32),
                         knob=np.array(out["knob"], np.float32), names=np.array(names),
-                        levels=np.array(loaded.config.imp_levels))
+                        levels=np.array(loaded.config.imp_levels),
+                        code_levels=np.array(loaded.config.levels), stride=np.array(stride))
     print(f"{len(out['qi'])} crops of {cs}×{cs} codes from {len(names)} images -> {args.out}",
           file=sys.stderr)
     return Path(args.out)
@@ -509,12 +602,15 @@ def bench(weights: str | None, codes_path: str | None, h: int, w: int, repeat: i
         return out
 
     pay: dict[str, bytes] = {}
+    kt = round((knob or 0.0) * 1000)
+    b = models.buckets(kt)
     for _ in range(repeat):
-        pay = timed("encode_all", models.encode, qi, luma, chroma)
+        pay = timed("encode_all", models.encode, qi, luma, chroma, kt)
         timed("decode_importance", models.importance.decode,
-              SymbolDecoder(pay["importance"]), np.ones((1, h, w), bool))
-        timed("decode_luma", models.luma.decode, SymbolDecoder(pay["luma"]), m_y)
-        timed("decode_chroma", models.chroma.decode, SymbolDecoder(pay["chroma"]), m_c)
+              SymbolDecoder(pay["importance"]), np.ones((1, h, w), bool), b["importance"])
+        timed("decode_luma", models.luma.decode, SymbolDecoder(pay["luma"]), m_y, b["luma"])
+        timed("decode_chroma", models.chroma.decode, SymbolDecoder(pay["chroma"]), m_c,
+              b["chroma"])
     for d in (best, cpu):
         d["decode_importance_plus_luma"] = d["decode_importance"] + d["decode_luma"]
     sizes = {k: len(v) for k, v in pay.items()}
@@ -550,6 +646,10 @@ def _train_parser() -> argparse.ArgumentParser:
                     help='JSON overrides per model, e.g. \'{"luma": {"groups": 8}}\'')
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--cpu", action="store_true", help="train on the CPU even with CUDA")
+    ap.add_argument("--init", default=None,
+                    help="start a new run from another run's models (new knob biases at 0)")
+    ap.add_argument("--amp", action="store_true",
+                    help="bf16 autocast for the convolutions (the softmax stays fp32)")
     ap.add_argument("--seed", type=int, default=0)
     return ap
 
@@ -613,6 +713,17 @@ def main(argv: list[str] | None = None) -> int:
         _, va = split(codes)
         res = evaluate_frozen(TcaeModels.load(a.weights), codes, va[: a.limit])
         print(json.dumps(res, indent=2))
+    elif cmd == "static":
+        from lcodec import models
+
+        ap.add_argument("--model", required=True, help="autoencoder whose tables to measure")
+        ap.add_argument("--codes", required=True, help="codes npz made with that model")
+        ap.add_argument("--limit", type=int, default=256, help="validation crops used")
+        a = ap.parse_args(rest)
+        codes = load_codes(Path(a.codes))
+        _, va = split(codes)
+        tables = models.load(models.find(a.model)).tables
+        print(json.dumps(evaluate_static(tables, codes, va[: a.limit]), indent=2))
     elif cmd == "bench":
         ap.add_argument("--weights", default=None, help="frozen safetensors (default: random)")
         ap.add_argument("--codes", default=None, help="codes npz to tile (default: synthetic)")
