@@ -555,3 +555,82 @@ def test_knob_buckets_change_probabilities_and_round_trip_at_each_knob(knob_mode
     again = TcaeModels.load(path)
     assert again.encode(qi, luma, chroma, 1000) == pays[1000]
     assert again.luma.cfg.knob_buckets == 3
+
+
+def test_a_run_with_knob_buckets_starts_from_another_run_unchanged(tmp_path) -> None:
+    """--init copies a run's models, adds zero knob biases and splits chroma's side classes
+    by luma activity (each with its side class's weights): with a zero learning rate the new
+    run validates exactly as the old one did."""
+    codes = tmp_path / "codes.npz"
+    c = _codes(8, 8, seed=50)
+    c["knob"] = np.linspace(-1, 1, 8).astype(np.float32)
+    c["qi"] = np.maximum(c["qi"], 8)  # every crop codes luma and chroma
+    np.savez(codes, **c)
+    over = ('{"importance": {"groups": 2}, "luma": {"groups": 2, "k_before": 1, "k_after": 1},'
+            ' "chroma": {"groups": 2, "k_before": 1, "k_after": 1}}')
+    base = ["--codes", str(codes), "--batch", "2", "--val-every", "2", "--log-every", "1",
+            "--calib", "2", "--threads", "1", "--steps", "2"]
+    threads = torch.get_num_threads()
+    try:
+        assert train_tcae.main([*base, "--out", str(tmp_path / "a"), "--configs", over]) == 0
+        knobs = over.replace('"groups": 2}', '"groups": 2, "knob_buckets": 3}').replace(
+            '"k_after": 1}', '"k_after": 1, "knob_buckets": 3}').replace(
+            '"chroma": {"groups": 2,', '"chroma": {"groups": 2, "luma_classes": 5,')
+        assert train_tcae.main([*base, "--out", str(tmp_path / "b"), "--configs", knobs,
+                                "--init", str(tmp_path / "a"), "--lr", "0"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+
+    def last_val(run: str) -> str:
+        rows = (tmp_path / run / "log.csv").read_text().splitlines()
+        return [r for r in rows if ",val," in r][-1].split(",")[2:6]
+
+    assert last_val("a") == last_val("b")
+    frozen = TcaeModels.load(tmp_path / "b" / "tcae.safetensors")
+    assert {m.cfg.knob_buckets for m in frozen.models.values()} == {3}
+    assert frozen.chroma.cfg.luma_classes == 5 and frozen.chroma.cfg.side_count == 8 * 5
+
+
+def test_luma_activity_counts_thresholds_of_coded_luma() -> None:
+    luma = np.full((3, 1, 4), 8)  # T = 16: level 8 is the zero symbol
+    luma[0, 0] = [8, 9, 0, 15]  # |level − 8| = 0, 1, 8, 7
+    luma[1, 0] = [8, 8, 16 - 8, 12]
+    active = np.ones((3, 1, 4), bool)
+    active[1, 0, 3] = False  # not coded: does not count
+    # activity per position: 0, 1, 8, 7 -> classes among thresholds 1, 2, 3, 4, 6, 8, ...
+    assert tcae.luma_activity(luma, active, 16, 16).tolist() == [[0, 1, 6, 5]]
+    assert tcae.luma_activity(luma, active, 16, 3).tolist() == [[0, 1, 2, 2]]
+
+
+def test_chroma_conditioned_on_luma_activity(tmp_path) -> None:
+    """A chroma model with luma classes: its probabilities follow the co-located luma codes,
+    its files decode exactly, and the integer model follows the float one."""
+    torch.manual_seed(60)
+    cfgs = dict(CFGS, chroma=TcaeConfig(**{**CFG_C.to_dict(), "luma_classes": 4}))
+    nets = {}
+    for name, cfg in cfgs.items():
+        net = TcaeNet(cfg).eval()
+        with torch.no_grad():
+            net.final.weight.mul_(4.0)
+            net.final.bias.normal_(0.0, 1.0)
+            if name == "chroma":
+                net.side.weight.mul_(6.0)
+        nets[name] = net
+    models = train_tcae.freeze_models(nets, _codes(24, 12, seed=61), np.arange(24))
+    c = _codes(1, (10, 11), seed=62)
+    qi, luma, chroma = (c[k][0].astype(np.int64) for k in ("qi", "luma", "chroma"))
+    pay = models.encode(qi, luma, chroma)
+    out = models.decode(pay, 10, 11)
+    assert all(np.array_equal(a, b) for a, b in zip(out, (qi, luma, chroma), strict=True))
+    other = np.where(code_mask_np(qi, CFG_Y.channels, L), 7 - luma, 0)  # other luma activity
+    assert models.encode(qi, other, chroma)["chroma"] != pay["chroma"]
+    m_y = code_mask_np(qi, CFG_Y.channels, L)
+    y = tcae.luma_activity(luma, m_y, CFG_Y.classes, 4)
+    assert len(np.unique(y)) > 1
+    act = code_mask_np(qi, CFG_C.channels, L)
+    fl = float_log2_probs(nets["chroma"], chroma, act, 0, y)
+    il = int_log2_probs(models.chroma, chroma, act, 0, y)
+    assert np.abs(fl - il).mean() < 0.06
+    path = tmp_path / "y.safetensors"
+    models.save(path)
+    assert TcaeModels.load(path).encode(qi, luma, chroma) == pay

@@ -89,6 +89,19 @@ def cases() -> dict[str, tuple[Image.Image, float]]:
     }
 
 
+def _tcae_made_for(info) -> bool:
+    """Whether an inclined TCAE is installed whose card names this very model (a TCAE is
+    found by model name, so older weights of that name would otherwise pick it up too)."""
+    from lcodec import models
+
+    path = models.find_entropy(prefix=f"{info.name}-tcae")
+    if path is None:
+        return False
+    card = path.with_suffix(".json")
+    return card.exists() and info.model_id.hex() in json.loads(card.read_text()).get(
+        "for_model", "")
+
+
 def main() -> int:
     from lcodec import api, container, models
 
@@ -97,9 +110,9 @@ def main() -> int:
     have = {e["file"] for e in manifest}
     version = f"v{container.FORMAT_MAJOR}.{container.FORMAT_MINOR}"
     for model, prefix in GOLDEN_MODELS.get(version, {}).items():
-        loaded = models.load(models.find(model))
+        info = models.find(model)
         for method in ("static", "tcae"):
-            if method == "tcae" and loaded.tcae is None:
+            if method == "tcae" and not _tcae_made_for(info):
                 continue
             for name, (image, knob) in cases().items():
                 fname = f"{version}-{prefix}{method}-{name}.lic"

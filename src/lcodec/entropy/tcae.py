@@ -37,7 +37,10 @@ because a level index means something different in each code channel (the LCMQ c
 per channel). All hidden features of inactive positions are zero (never computed nor read).
 Luma and chroma models add a *side* term to the first layer: over a 3×3 spatial window (same
 k, no trimming), the class ``clip(K(i', j') - k, 0, S - 1)`` where K(i', j') is the number of
-coded channels at (i', j') — known to the decoder from ``qi`` before the codes. With
+coded channels at (i', j') — known to the decoder from ``qi`` before the codes. A chroma model
+with ``luma_classes = Y`` uses the side class ``c·Y + y`` instead, y the activity class of
+the co-located luma codes (:func:`luma_activity`: Σ_k |level − T/2| over the coded luma
+channels against fixed integer thresholds), known once luma is decoded. With
 ``knob_buckets = B > 0`` the first layer also adds a learned bias per (rate-knob bucket, k,
 group): the bucket of the header's knob κ (thousandths, clamped to ±1000) is
 ``((κ + 1000)·(B − 1) + 1000) // 2000`` (integers), so the model knows the quantizer's scale
@@ -138,6 +141,8 @@ class TcaeConfig:
             learned d-dimensional embedding of (input channel k', class), so a level means
             something different in each code channel; frozen, both are the same table lookup.
         knob_buckets: B > 0: a first-layer bias per rate-knob bucket (:func:`knob_bucket`).
+        luma_classes: Y > 0 (chroma): the side class also carries the co-located luma codes'
+            activity class (:func:`luma_activity`), so the side input has S·Y classes.
     """
 
     channels: int
@@ -152,10 +157,16 @@ class TcaeConfig:
     side_kernel: int = 3
     embed: int = 0
     knob_buckets: int = 0
+    luma_classes: int = 0
 
     @property
     def in_classes(self) -> int:
         return self.classes + self.offset
+
+    @property
+    def side_count(self) -> int:
+        """Classes of the side input: S, or S·Y with luma classes."""
+        return self.side_classes * max(1, self.luma_classes)
 
     @property
     def table_channels(self) -> int:
@@ -164,8 +175,9 @@ class TcaeConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if not d["knob_buckets"]:  # configs from before knob buckets keep their exact text
-            del d["knob_buckets"]
+        for key in ("knob_buckets", "luma_classes"):  # older configs keep their exact text
+            if not d[key]:
+                del d[key]
         return d
 
     @classmethod
@@ -210,6 +222,32 @@ def side_classes(active: np.ndarray, classes: int) -> np.ndarray:
     count = active.sum(0, dtype=np.int64)
     k = np.arange(n, dtype=np.int64).reshape(n, 1, 1)
     return np.clip(count[None] - k, 0, classes - 1)
+
+
+# luma activity classes: class c holds Σ|level − T/2| over the coded luma channels of a
+# position in [LUMA_THRESHOLDS[c − 1], LUMA_THRESHOLDS[c]) (steps of about √2)
+LUMA_THRESHOLDS = (1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, 91, 128, 181, 256, 362, 512)
+
+
+def luma_activity(luma: np.ndarray, active: np.ndarray, levels: int, classes: int
+                  ) -> np.ndarray:
+    """(h, w) class in 0..classes−1 of the coded luma codes at each position: how many of
+    the first ``classes − 1`` thresholds Σ_k active·|luma − levels // 2| reaches (integers)."""
+    act = (np.abs(luma.astype(np.int64) - levels // 2) * active).sum(0)
+    t = np.asarray(LUMA_THRESHOLDS[: classes - 1], dtype=np.int64)
+    return (act[..., None] >= t).sum(-1)
+
+
+def combined_side(active: np.ndarray, cfg: TcaeConfig, luma_class: np.ndarray | None
+                  ) -> np.ndarray:
+    """The side classes of a cuboid: :func:`side_classes`, times Y plus the luma class of
+    the position when the config has luma classes."""
+    side = side_classes(active, cfg.side_classes)
+    if not cfg.luma_classes:
+        return side
+    if luma_class is None:
+        raise ValueError("this TCAE needs the luma classes of its positions")
+    return side * cfg.luma_classes + luma_class[None]
 
 
 def frequencies(logits: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -404,12 +442,12 @@ class IntTcae:
         self.side = None
         bound0 = np.abs(self.first).max((0, 2)).sum(0)
         if cfg.side_classes:
-            if side is None or side.shape != (len(self.staps), cfg.side_classes, g):
+            if side is None or side.shape != (len(self.staps), cfg.side_count, g):
                 raise LcodecError("TCAE side table has the wrong shape")
             self.side = side.astype(np.int64)
             stab = np.concatenate([self.side, np.zeros((len(self.staps), 1, g), np.int64)], 1)
             self._ts = stab.reshape(-1, g)
-            self._ts_row = np.arange(len(self.staps)) * (cfg.side_classes + 1)
+            self._ts_row = np.arange(len(self.staps)) * (cfg.side_count + 1)
             bound0 = bound0 + np.abs(self.side).max(1).sum(0)
         if np.any(np.abs(self.first) > WEIGHT_MAX) or (
                 self.side is not None and np.any(np.abs(self.side) > WEIGHT_MAX)):
@@ -509,7 +547,8 @@ class IntTcae:
             c[li][slots] = _relu8(y)
         raise AssertionError("unreachable")
 
-    def _setup(self, active: np.ndarray, cls: np.ndarray | None, bucket: int) -> _State:
+    def _setup(self, active: np.ndarray, cls: np.ndarray | None, bucket: int,
+               luma_class: np.ndarray | None) -> _State:
         cfg = self.cfg
         if not 0 <= bucket < len(self._bias0):
             raise ValueError(f"knob bucket {bucket} out of range")
@@ -520,23 +559,25 @@ class IntTcae:
         cls_flat = lay.grid(0 if cls is None else cls, cfg.in_classes)
         side_flat = None
         if cfg.side_classes:
-            side_flat = lay.grid(side_classes(active, cfg.side_classes), cfg.side_classes)
+            side_flat = lay.grid(combined_side(active, cfg, luma_class), cfg.side_count)
         caches = [np.zeros((lay.window + 1, cfg.groups), np.float32)
                   for _ in range(self.depth - 1)]
         return _State(lay, cls_flat, side_flat, caches, self._bias0[bucket])
 
     # -- public entry points --
 
-    def frequency_rows(self, symbols: np.ndarray, active: np.ndarray, bucket: int = 0
+    def frequency_rows(self, symbols: np.ndarray, active: np.ndarray, bucket: int = 0,
+                       luma_class: np.ndarray | None = None
                        ) -> tuple[np.ndarray, np.ndarray]:
         """Encoder: one forward pass over all planes (in blocks of whole planes).
 
         Returns (symbols (P,), frequencies (P, classes) int32) in coding order. ``bucket``:
-        the knob bucket (:func:`knob_bucket`; 0 for a model without knob buckets).
+        the knob bucket (:func:`knob_bucket`; 0 for a model without knob buckets);
+        ``luma_class``: (h, w) :func:`luma_activity` for a model with luma classes.
         """
         cfg = self.cfg
         cls = np.where(active, symbols.astype(np.int64) + cfg.offset, 0)
-        st = self._setup(active, cls, bucket)
+        st = self._setup(active, cls, bucket, luma_class)
         b = st.lay.bounds
         freqs = np.empty((st.lay.P, cfg.classes), dtype=np.int32)
         for t0, t1 in st.lay.blocks:
@@ -546,14 +587,16 @@ class IntTcae:
         syms = st.cls_flat[st.lay.base].astype(np.int64) - cfg.offset
         return syms, freqs
 
-    def encode(self, symbols: np.ndarray, active: np.ndarray, bucket: int = 0) -> bytes:
-        syms, freqs = self.frequency_rows(symbols, active, bucket)
+    def encode(self, symbols: np.ndarray, active: np.ndarray, bucket: int = 0,
+               luma_class: np.ndarray | None = None) -> bytes:
+        syms, freqs = self.frequency_rows(symbols, active, bucket, luma_class)
         return encode_symbols(syms, freqs)
 
-    def decode(self, dec: SymbolDecoder, active: np.ndarray, bucket: int = 0) -> np.ndarray:
+    def decode(self, dec: SymbolDecoder, active: np.ndarray, bucket: int = 0,
+               luma_class: np.ndarray | None = None) -> np.ndarray:
         """Decoder: plane by plane, one batched ``decode`` per plane; 0 where inactive."""
         cfg = self.cfg
-        st = self._setup(active, None, bucket)
+        st = self._setup(active, None, bucket, luma_class)
         lay = st.lay
         b = lay.bounds
         for t in range(len(b) - 1):
@@ -568,9 +611,9 @@ class IntTcae:
         out[active] = grid[active].astype(np.int64) - cfg.offset
         return out
 
-    def code_length_bits(self, symbols: np.ndarray, active: np.ndarray, bucket: int = 0
-                         ) -> float:
-        syms, freqs = self.frequency_rows(symbols, active, bucket)
+    def code_length_bits(self, symbols: np.ndarray, active: np.ndarray, bucket: int = 0,
+                         luma_class: np.ndarray | None = None) -> float:
+        syms, freqs = self.frequency_rows(symbols, active, bucket, luma_class)
         if len(syms) == 0:
             return 0.0
         f = freqs[np.arange(len(syms)), syms]
@@ -627,6 +670,11 @@ class TcaeModels:
         for m in (luma, chroma):
             if m.cfg.offset != 1:
                 raise LcodecError("code TCAEs must use offset 1 (o' = level + 1)")
+        if importance.cfg.luma_classes or luma.cfg.luma_classes:
+            raise LcodecError("only the chroma TCAE can read luma classes")
+        y = chroma.cfg.luma_classes
+        if y and (not chroma.cfg.side_classes or y > len(LUMA_THRESHOLDS) + 1):
+            raise LcodecError("the chroma TCAE's luma classes are malformed")
         self.importance, self.luma, self.chroma = importance, luma, chroma
         self.levels = importance.cfg.classes
         self.entropy_id: bytes | None = None
@@ -707,6 +755,11 @@ class TcaeModels:
             out.append(x)
         return out[0], out[1], out[2]
 
+    def _luma_class(self, luma: np.ndarray, m_y: np.ndarray) -> np.ndarray | None:
+        """The chroma model's luma classes (None when it has none)."""
+        y = self.chroma.cfg.luma_classes
+        return luma_activity(luma, m_y, self.luma.cfg.classes, y) if y else None
+
     def buckets(self, knob: int) -> dict[str, int]:
         """Each model's knob bucket for a header knob (thousandths)."""
         return {n: knob_bucket(m.cfg.knob_buckets, knob) for n, m in self.models.items()}
@@ -725,7 +778,8 @@ class TcaeModels:
                                                     b["importance"]),
                "luma": self.luma.encode(luma, m_y, b["luma"])}
         if chroma is not None:
-            out["chroma"] = self.chroma.encode(chroma, m_c, b["chroma"])
+            out["chroma"] = self.chroma.encode(chroma, m_c, b["chroma"],
+                                               self._luma_class(luma, m_y))
         return out
 
     def decode(self, payloads: dict[str, bytes], h: int, w: int, knob: int = 0
@@ -745,7 +799,8 @@ class TcaeModels:
         m_y, m_c = self.masks(qi)
         luma = self.luma.decode(SymbolDecoder(payloads["luma"]), m_y, b["luma"])
         if "chroma" in payloads:
-            chroma = self.chroma.decode(SymbolDecoder(payloads["chroma"]), m_c, b["chroma"])
+            chroma = self.chroma.decode(SymbolDecoder(payloads["chroma"]), m_c, b["chroma"],
+                                        self._luma_class(luma, m_y))
         else:
             chroma = np.zeros(m_c.shape, dtype=np.int64)
         return qi, luma, chroma
@@ -761,7 +816,7 @@ class TcaeModels:
             "importance": self.importance.code_length_bits(qi[None], ones, b["importance"]),
             "luma": self.luma.code_length_bits(luma, m_y, b["luma"]),
             "chroma": 0.0 if chroma is None else self.chroma.code_length_bits(
-                chroma, m_c, b["chroma"]),
+                chroma, m_c, b["chroma"], self._luma_class(luma, m_y)),
         }
 
 

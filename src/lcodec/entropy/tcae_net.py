@@ -20,11 +20,13 @@ from lcodec.entropy.tcae import (
     ACT_MAX,
     EXACT_LIMIT,
     LOGIT_FRAC_BITS,
+    LUMA_THRESHOLDS,
     WEIGHT_MAX,
     IntLayer,
     IntTcae,
     TcaeConfig,
     _requant_constants,
+    combined_side,
     exp_table,
     side_taps,
     trimmed_taps,
@@ -104,7 +106,7 @@ class SideConv(nn.Module):
         self.cfg = cfg
         ks = cfg.side_kernel
         std = math.sqrt(1.0 / (ks * ks))
-        self.weight = nn.Parameter(torch.randn(cout, cfg.side_classes, 1, ks, ks) * std)
+        self.weight = nn.Parameter(torch.randn(cout, cfg.side_count, 1, ks, ks) * std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r = self.cfg.side_kernel // 2
@@ -162,7 +164,7 @@ class TcaeNet(nn.Module):
         if self.side is not None:
             if side is None:
                 raise ValueError("this TCAE needs side classes")
-            h = h + self.side(F.one_hot(side, cfg.side_classes).permute(0, 4, 1, 2, 3)
+            h = h + self.side(F.one_hot(side, cfg.side_count).permute(0, 4, 1, 2, 3)
                               .to(x.dtype))
         if self.knob_bias is not None:
             if knob is None:
@@ -216,6 +218,14 @@ def side_classes_torch(active: torch.Tensor, classes: int) -> torch.Tensor:
     count = active.sum(1, keepdim=True)
     k = torch.arange(n, device=active.device).view(1, n, 1, 1)
     return (count - k).clamp(0, classes - 1)
+
+
+def luma_activity_torch(luma: torch.Tensor, active: torch.Tensor, levels: int, classes: int
+                        ) -> torch.Tensor:
+    """:func:`lcodec.entropy.tcae.luma_activity` of a batch: (N, n_y, h, w) -> (N, h, w)."""
+    act = ((luma.long() - levels // 2).abs() * active).sum(1)
+    t = torch.tensor(LUMA_THRESHOLDS[: classes - 1], device=luma.device)
+    return (act[..., None] >= t).sum(-1)
 
 
 def _group_quantile(values: list[np.ndarray], q: float) -> np.ndarray:
@@ -318,23 +328,25 @@ def freeze(net: TcaeNet, batches, scales: dict[str, np.ndarray] | None = None) -
     return IntTcae(cfg, t0q, tsq, first_layer, layers, exp_table(), knob_q)
 
 
-def int_log2_probs(model: IntTcae, symbols: np.ndarray, active: np.ndarray, bucket: int = 0
-                   ) -> np.ndarray:
+def int_log2_probs(model: IntTcae, symbols: np.ndarray, active: np.ndarray, bucket: int = 0,
+                   luma_class: np.ndarray | None = None) -> np.ndarray:
     """Per coded symbol log2 p under the integer model, in the integer model's coding order."""
-    syms, freqs = model.frequency_rows(symbols, active, bucket)
+    syms, freqs = model.frequency_rows(symbols, active, bucket, luma_class)
     f = freqs[np.arange(len(syms)), syms]
     return np.log2(f) - 16.0
 
 
 @torch.no_grad()
-def float_log2_probs(net: TcaeNet, symbols: np.ndarray, active: np.ndarray, bucket: int = 0
-                     ) -> np.ndarray:
+def float_log2_probs(net: TcaeNet, symbols: np.ndarray, active: np.ndarray, bucket: int = 0,
+                     luma_class: np.ndarray | None = None) -> np.ndarray:
     """Same as :func:`int_log2_probs` under the float model (same order)."""
     cfg = net.cfg
     cls = np.where(active, symbols + cfg.offset, 0)
     ct = torch.from_numpy(cls)[None]
     at = torch.from_numpy(active)[None]
-    side = side_classes_torch(at, cfg.side_classes) if cfg.side_classes else None
+    side = None
+    if cfg.side_classes:
+        side = torch.from_numpy(combined_side(active, cfg, luma_class))[None]
     knob = torch.tensor([bucket]) if cfg.knob_buckets else None
     net.eval()
     logp = F.log_softmax(net(ct, at, side, knob=knob).double(), dim=1)[0].numpy() / LN2

@@ -51,6 +51,7 @@ from lcodec.entropy.tcae_net import (
     code_length_bits,
     freeze,
     init_marginals,
+    luma_activity_torch,
 )
 from lcodec.entropy.tcae_net import side_classes_torch as _side
 from lcodec.quant import code_mask, code_mask_np
@@ -153,11 +154,17 @@ def batch_inputs(qi: torch.Tensor, luma: torch.Tensor, chroma: torch.Tensor, lev
     qi = qi.long()[:, None]
     kb = knob_buckets_torch(knob, cfgs["importance"].knob_buckets)
     out = {"importance": (qi, torch.ones_like(qi, dtype=torch.bool), None, kb)}
+    m_y = None
     for name, codes in (("luma", luma), ("chroma", chroma)):
+        cfg = cfgs[name]
         m = code_mask(qi, codes.shape[1], levels)
+        m_y = m if m_y is None else m_y
         cls = torch.where(m, codes.long() + 1, torch.zeros_like(m, dtype=torch.long))
-        side = _side(m, cfgs[name].side_classes) if cfgs[name].side_classes else None
-        out[name] = (cls, m, side, knob_buckets_torch(knob, cfgs[name].knob_buckets))
+        side = _side(m, cfg.side_classes) if cfg.side_classes else None
+        if cfg.luma_classes:  # side class · Y + the co-located luma codes' activity class
+            y = luma_activity_torch(luma, m_y, cfgs["luma"].classes, cfg.luma_classes)
+            side = side * cfg.luma_classes + y[:, None]
+        out[name] = (cls, m, side, knob_buckets_torch(knob, cfg.knob_buckets))
     return out
 
 
@@ -206,7 +213,8 @@ def train(args: argparse.Namespace) -> Path:
     elif args.init:  # a new run from another's models: their shape, plus new knob buckets
         init = torch.load(Path(args.init) / "last.ckpt", map_location=device, weights_only=False)
         cfgs = {n: replace(TcaeConfig.from_dict(init["configs"][n]),
-                           knob_buckets=cfgs[n].knob_buckets) for n in NAMES}
+                           knob_buckets=cfgs[n].knob_buckets,
+                           luma_classes=cfgs[n].luma_classes) for n in NAMES}
     tr, va = split(codes)
     if len(va) > args.val_crops:  # spread over the images (and the files joined)
         va = va[np.linspace(0, len(va) - 1, args.val_crops).astype(np.int64)]
@@ -225,7 +233,11 @@ def train(args: argparse.Namespace) -> Path:
     state = {"step": 0, "lr_index": 0, "best": math.inf, "bad": 0}
     if init is not None:
         for n in NAMES:
-            res = nets[n].load_state_dict(init["nets"][n], strict=False)
+            weights = dict(init["nets"][n])
+            w = weights.get("side.weight")
+            if w is not None and w.shape[1] != cfgs[n].side_count:  # new luma classes: each
+                weights["side.weight"] = w.repeat_interleave(cfgs[n].side_count // w.shape[1], 1)
+            res = nets[n].load_state_dict(weights, strict=False)
             if res.unexpected_keys or set(res.missing_keys) - {"knob_bias"}:
                 raise SystemExit(f"--init models do not fit: {res}")
         print(f"initialised from {args.init} (step {init['state']['step']})", file=sys.stderr)
@@ -647,7 +659,8 @@ def _train_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--cpu", action="store_true", help="train on the CPU even with CUDA")
     ap.add_argument("--init", default=None,
-                    help="start a new run from another run's models (new knob biases at 0)")
+                    help="start a new run from another run's models (new knob biases at 0, "
+                         "new luma classes with the side weights of their side class)")
     ap.add_argument("--amp", action="store_true",
                     help="bf16 autocast for the convolutions (the softmax stays fp32)")
     ap.add_argument("--seed", type=int, default=0)
