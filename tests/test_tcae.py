@@ -54,17 +54,27 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
-@pytest.fixture(scope="module")
-def nets() -> dict[str, TcaeNet]:
-    torch.manual_seed(0)
+def _sharp_nets(cfgs: dict[str, TcaeConfig], seed: int) -> dict[str, TcaeNet]:
+    """Random float models, sharper than a fresh init so probabilities are far from uniform;
+    knob biases and side weights (where present) large enough to matter."""
+    torch.manual_seed(seed)
     out = {}
-    for name, cfg in CFGS.items():
+    for name, cfg in cfgs.items():
         net = TcaeNet(cfg).eval()
-        with torch.no_grad():  # sharper than a fresh init, so probabilities are far from uniform
+        with torch.no_grad():
             net.final.weight.mul_(4.0)
             net.final.bias.normal_(0.0, 1.0)
+            if net.knob_bias is not None:
+                net.knob_bias.normal_(0.0, 1.5)
+            if cfg.luma_classes:
+                net.side.weight.mul_(6.0)
         out[name] = net
     return out
+
+
+@pytest.fixture(scope="module")
+def nets() -> dict[str, TcaeNet]:
+    return _sharp_nets(CFGS, 0)
 
 
 @pytest.fixture(scope="module")
@@ -517,16 +527,8 @@ def test_knob_buckets_are_the_nearest_of_evenly_spaced_knobs() -> None:
 @pytest.fixture(scope="module")
 def knob_models() -> tuple[dict[str, TcaeNet], TcaeModels]:
     """The small models with 3 knob buckets whose first-layer biases differ a lot."""
-    torch.manual_seed(40)
-    cfgs = {n: TcaeConfig(**{**c.to_dict(), "knob_buckets": 3}) for n, c in CFGS.items()}
-    nets = {}
-    for name, cfg in cfgs.items():
-        net = TcaeNet(cfg).eval()
-        with torch.no_grad():
-            net.final.weight.mul_(4.0)
-            net.final.bias.normal_(0.0, 1.0)
-            net.knob_bias.normal_(0.0, 1.5)
-        nets[name] = net
+    nets = _sharp_nets({n: TcaeConfig(**{**c.to_dict(), "knob_buckets": 3})
+                        for n, c in CFGS.items()}, 40)
     codes = _codes(24, 12, seed=41)
     codes["knob"] = np.tile(np.array([-1.0, 0.0, 1.0], np.float32), 8)
     return nets, train_tcae.freeze_models(nets, codes, np.arange(24))
@@ -605,17 +607,8 @@ def test_luma_activity_counts_thresholds_of_coded_luma() -> None:
 def test_chroma_conditioned_on_luma_activity(tmp_path) -> None:
     """A chroma model with luma classes: its probabilities follow the co-located luma codes,
     its files decode exactly, and the integer model follows the float one."""
-    torch.manual_seed(60)
-    cfgs = dict(CFGS, chroma=TcaeConfig(**{**CFG_C.to_dict(), "luma_classes": 4}))
-    nets = {}
-    for name, cfg in cfgs.items():
-        net = TcaeNet(cfg).eval()
-        with torch.no_grad():
-            net.final.weight.mul_(4.0)
-            net.final.bias.normal_(0.0, 1.0)
-            if name == "chroma":
-                net.side.weight.mul_(6.0)
-        nets[name] = net
+    nets = _sharp_nets(dict(CFGS, chroma=TcaeConfig(**{**CFG_C.to_dict(), "luma_classes": 4})),
+                       60)
     models = train_tcae.freeze_models(nets, _codes(24, 12, seed=61), np.arange(24))
     c = _codes(1, (10, 11), seed=62)
     qi, luma, chroma = (c[k][0].astype(np.int64) for k in ("qi", "luma", "chroma"))

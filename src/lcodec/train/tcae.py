@@ -667,6 +667,12 @@ def _train_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _validation(path: str, limit: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A codes file and its first ``limit`` validation crops."""
+    codes = load_codes(Path(path))
+    return codes, split(codes)[1][:limit]
+
+
 def _join_negative_values(argv: list[str], options: tuple[str, ...]) -> list[str]:
     """``--knobs -0.3,0,0.3`` -> ``--knobs=-0.3,0,0.3`` (argparse reads ``-0.3,…`` as a flag)."""
     out: list[str] = []
@@ -722,10 +728,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument("--codes", required=True, help="codes npz")
         ap.add_argument("--limit", type=int, default=64, help="validation crops used")
         a = ap.parse_args(rest)
-        codes = load_codes(Path(a.codes))
-        _, va = split(codes)
-        res = evaluate_frozen(TcaeModels.load(a.weights), codes, va[: a.limit])
-        print(json.dumps(res, indent=2))
+        codes, va = _validation(a.codes, a.limit)
+        print(json.dumps(evaluate_frozen(TcaeModels.load(a.weights), codes, va), indent=2))
     elif cmd == "static":
         from lcodec import models
 
@@ -733,10 +737,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument("--codes", required=True, help="codes npz made with that model")
         ap.add_argument("--limit", type=int, default=256, help="validation crops used")
         a = ap.parse_args(rest)
-        codes = load_codes(Path(a.codes))
-        _, va = split(codes)
+        codes, va = _validation(a.codes, a.limit)
         tables = models.load(models.find(a.model)).tables
-        print(json.dumps(evaluate_static(tables, codes, va[: a.limit]), indent=2))
+        print(json.dumps(evaluate_static(tables, codes, va), indent=2))
     elif cmd == "bench":
         ap.add_argument("--weights", default=None, help="frozen safetensors (default: random)")
         ap.add_argument("--codes", default=None, help="codes npz to tile (default: synthetic)")
