@@ -71,6 +71,22 @@ def test_training_pass_gives_finite_bits_and_gradients_reach_the_importance_map(
     assert grad is not None and float(grad.abs().sum()) > 0
 
 
+@pytest.mark.parametrize("mask_count", [False, True])
+def test_the_mask_count_ablation_prices_coded_symbols_not_their_values(net, mask_count
+                                                                      ) -> None:
+    """With ``mask_count_rate`` the encoder's rate no longer depends on the code values
+    (the gains get no rate gradient) while the priors still learn the code length."""
+    net.train()
+    torch.manual_seed(3)
+    out = net(torch.rand(2, 3, 32, 32), torch.tensor([-0.5, 0.5]), mask_count_rate=mask_count)
+    out["bits"].sum().backward()
+    grad = net.log_gain_enc.grad
+    gain = 0.0 if grad is None else float(grad.abs().sum())
+    assert (gain == 0) == mask_count
+    assert float(net.prior_codes.grad.abs().sum()) > 0
+    assert float(net.importance[-1].weight.grad.abs().sum()) > 0
+
+
 def _run(folder, out, steps: int, monkeypatch):
     from lcodec.train import rdloop
 

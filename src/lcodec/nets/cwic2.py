@@ -242,8 +242,13 @@ class CWIC2(nn.Module):
 
     # -- training ----------------------------------------------------------------------
     def forward(self, ycc: torch.Tensor, knob: torch.Tensor, use_mask: bool = True,
-                decoder_noise: bool = False) -> dict[str, torch.Tensor]:
+                decoder_noise: bool = False, mask_count_rate: bool = False
+                ) -> dict[str, torch.Tensor]:
         """Training pass at per-image knobs (N,).
+
+        ``mask_count_rate`` (an ablation): the rate the encoder sees is the v1 network's,
+        log2(T) bits per coded symbol (the mask count), not the code length; the priors still
+        learn the code length of the (detached) symbols, so validation can measure it.
 
         The decoder sees straight-through rounded codes (or, with ``decoder_noise``, the
         codes plus uniform noise, as in Ballé et al. 2017: smoother early learning); the rate
@@ -269,7 +274,7 @@ class CWIC2(nn.Module):
         if decoder_noise:
             u_hat = torch.clamp(noisy, -0.5, t - 0.5)
         cost = -F.log_softmax(interpolate(self.prior_codes, knob), -1) / math.log(2)
-        code_bits = interp_cost(cost, noisy)
+        code_bits = interp_cost(cost, noisy.detach() if mask_count_rate else noisy)
         p = self._levels(logits, knob)
         n_y = cfg.n_luma
         if use_mask:
@@ -277,12 +282,17 @@ class CWIC2(nn.Module):
             m_c = soft_mask(p, cfg.n_chroma, lv)
             m = torch.cat([m_y, m_c], 1)
             qi_cost = -F.log_softmax(interpolate(self.prior_qi, knob), -1) / math.log(2)
-            qi_noisy = p * lv - 0.5 + torch.empty_like(p).uniform_(-0.5, 0.5)
+            qi_p = p.detach() if mask_count_rate else p
+            qi_noisy = qi_p * lv - 0.5 + torch.empty_like(p).uniform_(-0.5, 0.5)
             qi_bits = interp_cost(qi_cost.unsqueeze(1), qi_noisy).sum((1, 2, 3))
         else:
             m = torch.ones_like(u)
             qi_bits = torch.zeros(u.shape[0], device=u.device)
-        bits = (code_bits * m).sum((1, 2, 3)) + qi_bits
+        if mask_count_rate:  # the encoder pays per coded symbol; the priors fit the symbols
+            bits = ((m * math.log2(t)).sum((1, 2, 3)) + (code_bits * m.detach()).sum((1, 2, 3))
+                    + qi_bits)
+        else:
+            bits = (code_bits * m).sum((1, 2, 3)) + qi_bits
         z = (u_hat - half) * g_dec * m
         x_hat = self._synthesise(z[:, :n_y], z[:, n_y:])
         return {"x_hat": x_hat.float(), "bits": bits, "range_loss": range_loss,

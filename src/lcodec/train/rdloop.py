@@ -68,6 +68,7 @@ class RDConfig:
     lam_range: tuple[float, float] | None = None  # λ at knob −1 and +1 (None: the net's own)
     flat_fraction: float = 0.0  # share of crops replaced by flat or smooth synthetic colours
     mse_mix: float = 0.0  # msssim runs: this much of the MSE distortion is added (colour hold)
+    rate: str = "code_length"  # code_length | mask_count (the ablation: v1's rate term)
 
     @classmethod
     def load(cls, path: Path) -> RDConfig:
@@ -78,6 +79,8 @@ class RDConfig:
         unknown = sorted(set(raw) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"{path}: unknown config keys {', '.join(unknown)}")
+        if raw.get("rate", "code_length") not in ("code_length", "mask_count"):
+            raise ValueError(f"{path}: rate must be code_length or mask_count")
         return cls(**raw)
 
 
@@ -130,7 +133,8 @@ def _distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str, mse_mix: float)
 def rd_loss(net: CWIC2, x: torch.Tensor, knob: torch.Tensor, cfg: RDConfig,
             decoder_noise: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
     lam_range = cfg.lam_range or net.cfg.lam_range
-    out = net(x, knob, use_mask=cfg.use_mask, decoder_noise=decoder_noise)
+    out = net(x, knob, use_mask=cfg.use_mask, decoder_noise=decoder_noise,
+              mask_count_rate=cfg.rate == "mask_count")
     bpp = out["bits"] / (x.shape[2] * x.shape[3])
     dist = distortion(x, out["x_hat"], cfg.distortion, cfg.mse_mix)
     lam = lam_of(knob, lam_range)
