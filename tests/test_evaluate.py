@@ -224,6 +224,26 @@ def test_eval_refuses_a_missing_image(tmp_path):
         _eval([str(tmp_path / "nope.png"), "--codecs", "jpeg", "--out", str(tmp_path / "o")])
 
 
+def test_a_tcae_sweep_also_measures_the_static_tables_on_the_same_symbols(crop_path,
+                                                                         monkeypatch):
+    """With a TCAE as the method, each knob also gets a real static-table file: the same
+    pixels (hence the same scores), its own bytes."""
+    from lcodec import codec, models
+    from lcodec.container import EntropyMethod
+    from lcodec.entropy import methods
+    from lcodec.evaluate import runner
+
+    monkeypatch.setattr(codec, "coder_for_encoding", lambda m, e="auto": methods.coder_for(
+        EntropyMethod.INCLINED_TCAE_V1, m))
+    assert models.load(models.find("lite-mse")).tcae is not None
+    rows, _ = runner.sweep_lcodec(crop_path, "lite-mse", knobs=(-0.3, 0.3))
+    own = [r for r in rows if r["codec"] == "lcodec"]
+    static = [r for r in rows if r["codec"] == "lcodec-static"]
+    assert [r["setting"] for r in static] == [r["setting"] for r in own] == [-0.3, 0.3]
+    for a, b in zip(own, static, strict=True):
+        assert a["psnr"] == b["psnr"] and a["bytes"] != b["bytes"]
+
+
 # --- bench ---------------------------------------------------------------------------------
 
 def test_bench_stages_reproduce_the_codec_bytes_and_pixels(crop_path, lcodec_model):

@@ -233,7 +233,11 @@ BASELINES: dict[str, Baseline] = {
     )
 }
 
-LABELS = {LCODEC: "lcodec", **{name: b.label for name, b in BASELINES.items()}}
+# lcodec's files coded with the static tables instead, when its own method is another: the
+# same symbols, so the same pixels; only the bytes differ (see runner.sweep_lcodec)
+LCODEC_STATIC = "lcodec-static"
+LABELS = {LCODEC: "lcodec", LCODEC_STATIC: "lcodec, static tables",
+          **{name: b.label for name, b in BASELINES.items()}}
 ALL_CODECS = (LCODEC, *BASELINES)
 
 
