@@ -47,7 +47,8 @@ GOLDEN_MODELS = {
     "v1.0": {"lite-mse": "", "mse": "mse-", "v2-mse-316546575096956a": "v2-mse-"},
     "v1.1": {"v2-mse-316546575096956a": "v2-mse-", "v2-mse-a7e60dcedde370ad": "v2-mse-a7e60dce-",
              "v2-mse-36ad74d8f2540b33": "v2-mse-36ad74d8-",
-             "v2-msssim-815bb00866fd5abd": "v2-msssim-815bb008-"},
+             "v2-msssim-815bb00866fd5abd": "v2-msssim-815bb008-",
+             "v2-mse-fffc224be2680914": "v2-mse-fffc224b-"},
 }
 
 
