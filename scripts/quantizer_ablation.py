@@ -40,18 +40,25 @@ def quantization_error(name: str, folder: Path) -> tuple[float, float]:
     return float(np.mean(errs_y)), float(np.mean(errs_c))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
+def ablation_setup(argv: list[str] | None, doc: str, knobs: str
+                   ) -> tuple[argparse.Namespace, list[float], Path]:
+    """The arguments of an ablation script (images, runs, --knobs, --table-images), its knobs,
+    and a fresh temporary models folder that LCODEC_MODELS now points at."""
+    ap = argparse.ArgumentParser(description=doc,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("images", type=Path)
     ap.add_argument("runs", type=Path, nargs="+")
-    ap.add_argument("--knobs", default="-0.3,0,0.3")
+    ap.add_argument("--knobs", default=knobs)
     ap.add_argument("--table-images", type=int, default=100,
                     help="training images for each export's static tables")
     args = ap.parse_args(argv)
-    knobs = [float(k) for k in args.knobs.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="lcodec-ablation-"))
     os.environ["LCODEC_MODELS"] = str(tmp)
+    return args, [float(k) for k in args.knobs.split(",")], tmp
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, knobs, tmp = ablation_setup(argv, __doc__, "-0.3,0,0.3")
     from lcodec.evaluate import rd
     from lcodec.train.export import export
 

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             lossless = all(np.array_equal(a, b.cpu().numpy()) for a, b in
                            zip((qi, luma, chroma), (got.qi[0, 0], got.luma[0], got.chroma[0]),
                                strict=True))
-            est = loaded.tcae.code_length_bits(qi, luma, chroma, round(knob * 1000))
+            est = loaded.tcae.code_length_bits(qi, luma, chroma, container.knob_thousandths(knob))
             sec = {t: len(lic.sections[t]) for t in CODED}
             rows.append({
                 "image": path.name, "knob": knob, "lossless": lossless,

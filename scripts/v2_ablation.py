@@ -16,27 +16,14 @@ table per run with its steps and CPU-hours.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-import tempfile
-from pathlib import Path
 
 import torch
+from quantizer_ablation import ablation_setup  # scripts/ is on sys.path when run
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("images", type=Path)
-    ap.add_argument("runs", type=Path, nargs="+")
-    ap.add_argument("--knobs", default="-0.6,0,0.6")
-    ap.add_argument("--table-images", type=int, default=100,
-                    help="training images for each export's static tables")
-    args = ap.parse_args(argv)
-    knobs = [float(k) for k in args.knobs.split(",")]
-    tmp = Path(tempfile.mkdtemp(prefix="lcodec-ablation-"))
-    os.environ["LCODEC_MODELS"] = str(tmp)
+    args, knobs, tmp = ablation_setup(argv, __doc__, "-0.6,0,0.6")
     from lcodec.evaluate import rd
     from lcodec.train.export import export
 

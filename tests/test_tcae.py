@@ -602,6 +602,10 @@ def test_luma_activity_counts_thresholds_of_coded_luma() -> None:
     # activity per position: 0, 1, 8, 7 -> classes among thresholds 1, 2, 3, 4, 6, 8, ...
     assert tcae.luma_activity(luma, active, 16, 16).tolist() == [[0, 1, 6, 5]]
     assert tcae.luma_activity(luma, active, 16, 3).tolist() == [[0, 1, 2, 2]]
+    from lcodec.entropy.tcae_net import luma_activity_torch  # what training computes
+
+    got = luma_activity_torch(torch.from_numpy(luma)[None], torch.from_numpy(active)[None], 16, 16)
+    assert got.tolist() == [[[0, 1, 6, 5]]]
 
 
 def test_chroma_conditioned_on_luma_activity(tmp_path) -> None:

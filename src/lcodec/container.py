@@ -133,7 +133,8 @@ def _check_id(name: str, value: bytes) -> bytes:
     return value
 
 
-def _knob_to_thousandths(knob: float) -> int:
+def knob_thousandths(knob: float) -> int:
+    """The rate knob as a header stores it: an integer number of thousandths."""
     if not math.isfinite(knob):
         raise ValueError(f"rate knob must be finite, got {knob}")
     stored = round(knob * _KNOB_SCALE)
@@ -160,7 +161,7 @@ def pack(lic: LicFile) -> bytes:
         raise ValueError(f"bit depth must be {SUPPORTED_BIT_DEPTH}, got {h.bit_depth!r}")
     model_id = _check_id("model_id", h.model_id)
     entropy_id = _check_id("entropy_id", h.entropy_id)
-    knob = _knob_to_thousandths(h.rate_knob)
+    knob = knob_thousandths(h.rate_knob)
 
     sections = sorted((SectionType(t), bytes(p)) for t, p in lic.sections.items())
     if len({t for t, _ in sections}) != len(sections):

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from lcodec.container import EntropyMethod, SectionType
+from lcodec.container import EntropyMethod, SectionType, knob_thousandths
 from lcodec.entropy import static_context as sc
 from lcodec.errors import LcodecError, LicError
 from lcodec.quant import code_mask_np
@@ -114,14 +114,14 @@ class TcaeCoder:
         self.entropy_id: bytes = models.entropy_id
 
     def encode(self, qi, luma, chroma, knob: float = 0.0) -> dict[SectionType, bytes]:
-        payloads = self.models.encode(qi, luma, chroma, round(knob * 1000))
+        payloads = self.models.encode(qi, luma, chroma, knob_thousandths(knob))
         return {t: payloads[n] for t, n in self._NAMES.items() if n in payloads}
 
     def decode(self, sections, h, w, gray, knob: float = 0.0) -> Arrays:
         payloads = {n: sections[t] for t, n in self._NAMES.items()
                     if t in sections and not (gray and t == SectionType.CHROMA)}
         try:
-            return self.models.decode(payloads, h, w, round(knob * 1000))
+            return self.models.decode(payloads, h, w, knob_thousandths(knob))
         except ValueError as exc:
             raise LicError(f"malformed TCAE-coded sections ({exc})") from None
 

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lcodec.container import knob_thousandths
 from lcodec.entropy.coder import SymbolDecoder
 from lcodec.entropy.tcae import TcaeConfig, TcaeModels
 from lcodec.entropy.tcae_net import (
@@ -422,7 +423,7 @@ def evaluate_frozen(models: TcaeModels, codes: dict, idx: np.ndarray) -> dict[st
     pixels = 0
     for i in idx:
         qi, luma, chroma = (codes[k][i].astype(np.int64) for k in ("qi", "luma", "chroma"))
-        r = models.code_length_bits(qi, luma, chroma, round(float(codes["knob"][i]) * 1000))
+        r = models.code_length_bits(qi, luma, chroma, knob_thousandths(float(codes["knob"][i])))
         m_y, m_c = models.masks(qi)
         for n, c in (("importance", qi.size), ("luma", int(m_y.sum())),
                      ("chroma", int(m_c.sum()))):
@@ -614,7 +615,7 @@ def bench(weights: str | None, codes_path: str | None, h: int, w: int, repeat: i
         return out
 
     pay: dict[str, bytes] = {}
-    kt = round((knob or 0.0) * 1000)
+    kt = knob_thousandths(knob or 0.0)
     b = models.buckets(kt)
     for _ in range(repeat):
         pay = timed("encode_all", models.encode, qi, luma, chroma, kt)
