@@ -42,6 +42,29 @@ def test_budget_above_the_range_gives_the_largest_file() -> None:
     assert fit_budget(fake(1.0), 10**6).knob == 1.0
 
 
+def dipping(scale: float):
+    """Sizes grow with the knob up to 0.9, then shrink a little: a flat image near knob +1,
+    where the higher knob gives the better picture in a smaller file."""
+
+    def encode(knob: float) -> bytes:
+        return bytes(int(scale * (1000 + 400 * min(knob, 0.9) - 300 * max(knob - 0.9, 0))))
+
+    return encode
+
+
+def test_where_the_size_dips_the_highest_fitting_knob_wins_over_the_largest_file() -> None:
+    final = dipping(1.0)
+    assert len(final(0.94)) > len(final(1.0))
+
+    def fast(knob: float) -> bytes:  # the static tables: monotone, 4× the final size
+        return bytes(int(4 * (1000 + 400 * knob)))
+
+    # The fast coder first lands near 0.94 (its file at +1 is above the budget), then, its
+    # budget retargeted by the final/fast ratio, at +1, whose final file is smaller.
+    res = fit_budget_two_stage(fast, final, 5500)
+    assert res.knob == 1.0 and res.data == final(1.0)
+
+
 @pytest.mark.parametrize("budget", [300, 800, 2000, 5000])
 def test_two_stage_uses_few_slow_encodes_and_lands_close_below(budget) -> None:
     calls: list = []

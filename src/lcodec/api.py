@@ -98,9 +98,9 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
                       measure_psnr: bool = False, synthesis: str = "auto") -> EncodeResult:
     """Encode and report what was achieved. At most one rate setting:
 
-    ``bpp``/``size``: the largest file not above the target (bisection on real bytes; the
-    target counts the whole file, alpha and metadata included; without ``model``, the
-    shipped model measured best at that bpp is used). ``psnr``: the smallest file
+    ``bpp``/``size``: the file of the highest knob not above the target (bisection on real
+    bytes; the target counts the whole file, alpha and metadata included; without ``model``,
+    the shipped model measured best at that bpp is used). ``psnr``: the smallest file
     whose decoded RGB PSNR reaches the target (dB). ``quality``: 0-100 mapped linearly onto
     the knob, no search. ``knob``: a fixed importance-map offset in [-1, 1], no search.
     Default: knob 0. ``entropy``: auto | tcae | static. ``verify``: decode the symbols of the
@@ -155,9 +155,10 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
 def _fit_size(src: SourceImage, budget: int, target_bpp: float, model: str | None,
               entropy: str, device: str, synthesis: str = "auto"
               ) -> tuple[RateResult, models.LoadedModel, codec.Analysis]:
-    """The largest file not above ``budget`` bytes, with the named model or, without one,
-    with the shipped model measured best at ``target_bpp`` (:func:`models.for_bpp`), falling
-    back to the other shipped models when even this one's smallest file is too big."""
+    """The file of the highest knob not above ``budget`` bytes, with the named model or,
+    without one, with the shipped model measured best at ``target_bpp``
+    (:func:`models.for_bpp`), falling back to the other shipped models when even this one's
+    smallest file is too big."""
     if model is not None:
         candidates = [models.find(model)]
     else:

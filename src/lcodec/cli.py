@@ -382,9 +382,9 @@ class _nullbar:
 @cli.command()
 @click.argument("paths", nargs=-1, metavar="IN OUT | IN… -o OUTDIR")
 @click.option("--bpp", type=float, default=None,
-              help="Target bits per pixel: the largest file not above it.")
+              help="Target bits per pixel: the highest rate knob whose file is not above it.")
 @click.option("--size", "size_bytes", type=int, default=None,
-              help="Target file size in bytes: the largest file not above it.")
+              help="Target file size in bytes: the highest rate knob whose file is not above it.")
 @click.option("--psnr", "psnr_db", type=float, default=None,
               help="Target PSNR in dB: the smallest file whose decoded image reaches it.")
 @click.option("--quality", type=float, default=None,
@@ -418,7 +418,7 @@ def encode(paths: tuple[str, ...], bpp: float | None, size_bytes: int | None,
     """Encode image IN (PNG, JPEG, …; '-' for stdin) to the .lic file OUT ('-' for stdout),
     or several images into OUTDIR with -o.
 
-    With --bpp or --size the encoder searches the model's rate knob for the largest file that
+    With --bpp or --size the encoder searches the model's rate knob for the highest knob whose file
     fits (without --model, among the shipped models the one measured best at that bpp on
     Kodak), with --psnr for the smallest file that reaches the quality; --quality and --knob
     fix the knob (default: knob 0).

@@ -1,8 +1,10 @@
-"""Rate control: choose the rate knob that gives the largest file not above a byte budget.
+"""Rate control: choose the highest rate knob whose file fits a byte budget.
 
 File size grows with the knob (a larger offset raises every importance level), so a
 bisection over the knob on real coded bytes finds the target, as tfci does over its RD
-parameter; the size is checked on the actual file, never on an estimate.
+parameter; the size is checked on the actual file, never on an estimate. Where the size is
+not monotone (a flat image near knob +1 can make a smaller file at +1 than at +0.94), the
+higher knob wins over the larger file: quality follows the knob, not the byte count.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ class RateResult:
 
 def fit_budget(encode: Callable[[float], bytes], budget: int, lo: float = KNOB_MIN,
                hi: float = KNOB_MAX, iterations: int = 14) -> RateResult:
-    """Largest file with ``len(file) <= budget`` over knobs in [lo, hi].
+    """The file of the highest knob in [lo, hi] with ``len(file) <= budget`` that the
+    bisection meets (with sizes growing with the knob: the largest file not above it).
 
     Raises :class:`BelowRange` (naming the smallest size) when even ``lo`` is too big.
     """
@@ -75,9 +78,8 @@ def fit_budget(encode: Callable[[float], bytes], budget: int, lo: float = KNOB_M
         mid = round((lo + hi) / 2, 3)
         data = encode(mid)
         if len(data) <= budget:
-            lo = mid
-            if len(data) > len(best.data):
-                best = RateResult(data, mid)
+            lo = mid  # lo only grows: this is the highest fitting knob so far
+            best = RateResult(data, mid)
         else:
             hi = mid
     return best
@@ -127,7 +129,7 @@ def fit_budget_two_stage(encode_fast: Callable[[float], bytes],
     ratio at the knob found, retarget the fast coder's budget by that ratio, and repeat; if
     the best real file is still not within ``close`` of the budget, finish with a bisection
     on the final coder between the bracketing knobs seen so far. Every candidate is a real
-    final file; the result is the largest one not above ``budget``.
+    final file; the result is the one of the highest knob not above ``budget``.
     """
     best: RateResult | None = None
     lo_knob, hi_knob = KNOB_MIN, KNOB_MAX  # final(lo) <= budget < final(hi) once both are seen
@@ -138,7 +140,7 @@ def fit_budget_two_stage(encode_fast: Callable[[float], bytes],
         nonlocal best, lo_knob, hi_knob
         if len(data) <= budget:
             lo_knob = max(lo_knob, knob)
-            if best is None or len(data) > len(best.data):
+            if best is None or knob > best.knob:
                 best = RateResult(data, knob)
         else:
             hi_knob = min(hi_knob, knob)
