@@ -64,7 +64,7 @@ import numpy as np
 import torch
 
 from lcodec.color import ycbcr_offsets_to_rgb8
-from lcodec.errors import LcodecError, LicError
+from lcodec.errors import LcodecError
 from lcodec.nets.cwic2_exact import KNOB_SCALE, exact_gains
 from lcodec.quant import code_mask
 
@@ -218,7 +218,7 @@ def _fit(w: np.ndarray, b: np.ndarray, in_frac: int, in_bounds: np.ndarray, out_
             bq[o] = np.rint(np.ldexp(b[o], e[o] + in_frac))
             s = int(e[o]) + in_frac - out_frac
             left, right = max(1 - s, 0), max(s, 1)
-            lo, hi = digits(w_q[o]) if TWO_DIGITS else (w_q[o], 0 * w_q[o])
+            lo, hi = digits(w_q[o]) if TWO_DIGITS else (w_q[o], np.zeros_like(w_q[o]))
             total = (int((np.abs(lo) + 64 * np.abs(hi)) @ in_bounds) + int(abs(bq[o]))) * 2**left
             if np.abs(w_q[o]).max() <= w_max() and total + 2 ** (right - 1) <= ACC_MAX:
                 break
@@ -378,8 +378,6 @@ class ExactSynthesis8:
     """The EXACT_INT_V2 decoder of one loaded ``cwic2`` network; layers are built per
     (grid spec, knob) and cached."""
 
-    reach_codes = 3  # the same layers as EXACT_INT_V1, hence the same reach
-
     def __init__(self, net: torch.nn.Module) -> None:
         cfg = net.cfg
         self.cfg = cfg
@@ -389,11 +387,6 @@ class ExactSynthesis8:
         self.names = tensor_names(cfg.refine)
         self.half = cfg.levels // 2
         self.layers = lru_cache(maxsize=8)(self._build)
-
-    def check(self, spec: GridSpec) -> None:
-        if len(spec.codes) != len(self.names):
-            raise LicError(f"invalid synthesis section: {len(spec.codes)} grids, this model "
-                           f"needs {len(self.names)}")
 
     def _build(self, spec: GridSpec, knob_thousandths: int) -> dict:
         p, cfg, dev = self._p, self.cfg, self.device
