@@ -173,3 +173,34 @@ def test_a_run_started_from_another_runs_checkpoint_continues_its_step_count(
     (tmp_path / "b").mkdir()
     rdloop.Run(tmp_path / "b", cfg).train(budget_min=60, decay_min=0, max_steps=4)
     assert torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)["step"] == 4
+
+
+def test_the_flat_weight_scales_only_the_weighted_crops_distortion(net) -> None:
+    from lcodec.train import rdloop
+
+    torch.manual_seed(1)
+    x = torch.rand(2, 3, 32, 32)
+    knob = torch.zeros(2)
+    cfg = rdloop.RDConfig(net="v2-tiny", lam_range=(1e-4, 0.05))
+
+    def loss(weight) -> float:
+        torch.manual_seed(2)  # the same noise for every call
+        with torch.no_grad():
+            return float(rdloop.rd_loss(net, x, knob, cfg, dist_weight=weight)[0])
+
+    plain, ones = loss(None), loss(torch.ones(2))
+    assert plain == pytest.approx(ones, rel=1e-6)
+    assert loss(torch.tensor([1.0, 8.0])) > plain
+
+
+def test_autocast_is_used_only_where_the_cpu_has_native_bf16(tmp_path, image_folder,
+                                                             monkeypatch) -> None:
+    from lcodec.train import rdloop
+
+    monkeypatch.setitem(CONFIGS, "v2-tiny", TINY)
+    cfg = rdloop.RDConfig(data=str(image_folder), net="v2-tiny", batch=2, crop=32,
+                          val_fraction=0.3, val_crop=32, threads=1, amp=True)
+    for native in (False, True):
+        monkeypatch.setattr(rdloop, "native_bf16", lambda native=native: native)
+        assert rdloop.Run(tmp_path, cfg).amp is native
+    assert rdloop.Run(tmp_path, dataclasses.replace(cfg, amp=False)).amp is False

@@ -1,0 +1,313 @@
+"""Integer-exact layers on 8-bit operands (a candidate exact synthesis): exact sums, any order.
+
+Activations are integers ``a`` on a per-tensor power-of-two grid (``a · 2**-frac``, a
+:class:`Grid`), *narrow* (|a| ≤ 127: one 8-bit operand) or *wide* (|a| ≤ 16383: two limbs
+``a = 128·hi + lo``, lo in 0…127, hi in −128…127). Weights are integers per output channel
+(row) with a power-of-two row exponent (``w ≈ w_q · 2**-e``): 7-bit rows (|w_q| ≤ 63, one
+digit) or 13-bit rows (|w_q| ≤ 4063, two digits ``w_q = 64·hi + lo``, |hi| ≤ 63,
+−32 ≤ lo ≤ 31); which layers get 13 bits is part of the synthesis.
+
+A 3×3 convolution is nine GEMMs (one per tap, on views of the padded input) per input part
+and activation limb, against all weight digits. What makes every result the same integer
+everywhere (docs/format.md, "The same layers on an AVX2 CPU"):
+
+* the GEMMs run in float32 on operands that are integers of at most 8 significant bits
+  (exact in float32, and in TF32 or bf16 should a backend use them), and every sum of
+  products is an integer below 128 · 63 · K ≤ 128 · 63 · 2048 < 2**24 in magnitude, which
+  float32 holds exactly: in any order, blocking, FMA use or thread count, the result is the
+  same integer;
+* digit and limb sums combine by shifts and adds in int32, and requantize per row by
+  ``((acc + B) << l + 2**(r−1)) >> r`` (round half up, arithmetic shift); when a layer is
+  built each row's exponent is lowered until the bound of every such int32 value holds
+  (Python integers), so nothing overflows;
+* the IGDN normaliser is one GEMM of |x| against Γ, held on a 16-bit grid; its product with
+  x is below 2**30.
+
+Tensors are channels-last, (H, W, C), so a GEMM's rows are positions. Weights are derived
+from the float weights with exact float64 operations (``ldexp``, ``frexp``) and ``rint``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lcodec.errors import LicError
+
+DIGIT_MAX = 63  # |a weight digit|
+DIGIT_BITS = 6
+W_MAX = DIGIT_MAX * 64 + 31  # 4063: |w_q| for which both digits stay within ±63 / −32…31
+K_MAX = 2048  # products per GEMM sum: 128 · 63 · 2048 < 2**24
+NARROW_MAX = 127
+WIDE_MAX = 128 * 127 + 127  # 16383
+LIMB_BITS = 7
+NORM_MAX = 2**16 - 1  # an IGDN normaliser: |x·n| ≤ 16383·(2**16 − 1) < 2**30
+OUT_FRAC = 16  # the last layers' output grid (the colour conversion's input)
+OUT_MAX = 2**26 - 1
+ACC_MAX = 2**31 - 1  # every int32 value a layer computes stays within ±ACC_MAX
+SHIFT_MAX = 30  # largest shift a requantization may use
+FRAC_MIN, FRAC_MAX = -32, 95  # the grids one byte can name
+
+def int_gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N, K) × (K, O) float32 tensors of int8 values (activation limbs, weight digits) ->
+    the exact (N, O) int32 sums. Every operand has at most 8 significant bits (exact in
+    float32, TF32 and bf16 alike) and every partial sum, in any order, is an integer below
+    2**24 in magnitude, which float32 holds exactly: the GEMM's blocking, order, FMA use or
+    thread count cannot change the result."""
+    return torch.mm(a, b).to(torch.int32)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """An activation tensor's integer grid: value = a · 2**-frac, |a| ≤ bound."""
+
+    frac: int
+    wide: bool = False
+
+    @property
+    def bound(self) -> int:
+        return WIDE_MAX if self.wide else NARROW_MAX
+
+    def code(self) -> int:
+        """One byte: bit 7 = wide, bits 0-6 = frac + 32."""
+        return (0x80 if self.wide else 0) | (self.frac - FRAC_MIN)
+
+    @classmethod
+    def decode(cls, byte: int) -> Grid:
+        return cls((byte & 0x7F) + FRAC_MIN, bool(byte & 0x80))
+
+    @classmethod
+    def fit(cls, largest: float, wide: bool, headroom: float = 1.5) -> Grid:
+        """The finest grid on which ``headroom · largest`` still fits."""
+        bound = WIDE_MAX if wide else NARROW_MAX
+        top = max(largest * headroom, 2.0**-60)
+        frac = math.floor(math.log2(bound / top))
+        return cls(min(max(frac, FRAC_MIN), FRAC_MAX), wide)
+
+
+def norm_frac(largest: float, headroom: float = 1.5) -> int:
+    """The IGDN normaliser's grid: the finest on which ``headroom · largest`` fits 16 bits."""
+    frac = math.floor(math.log2(NORM_MAX / max(largest * headroom, 2.0**-60)))
+    return min(max(frac, FRAC_MIN), FRAC_MAX)
+
+
+def limbs(x: torch.Tensor, wide: bool) -> list[tuple[torch.Tensor, int]]:
+    """GEMM operands (int8 values as float32) and their bit weights: [(x, 0)], or for a wide
+    tensor [(lo, 0), (hi, 7)] with x = 128·hi + lo, lo in 0…127 (arithmetic shift)."""
+    if not wide:
+        return [(x.float(), 0)]
+    return [((x & 127).float(), 0), ((x >> LIMB_BITS).float(), LIMB_BITS)]
+
+
+def conv3x3(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """(H, W, C) limb values × (9, C, O) weight digits -> (H, W, O) int32: the zero-padded
+    3×3 convolution as nine GEMMs on views, no copies. The input is padded and flattened
+    with row length ``wp = W + 2``; tap (di, dj) then reads the contiguous run of ``H·wp``
+    rows starting at ``di·wp + dj``, and the two extra columns per row are dropped. Each
+    tap's sums and their running total stay below 2**24 (the bound of all 9·C products), so
+    float32 accumulation is exact."""
+    h, w, c = x.shape
+    wp = w + 2
+    flat = F.pad(x, (0, 0, 1, 1, 1, 2)).reshape(-1, c)  # one spare row for the last tap
+    n = h * wp
+    acc = torch.mm(flat[:n], taps[0])
+    for t in range(1, 9):
+        off = (t // 3) * wp + t % 3
+        acc.addmm_(flat[off : off + n], taps[t])
+    return acc.view(h, wp, -1)[:, :w].to(torch.int32)
+
+
+def shuffle(x: torch.Tensor) -> torch.Tensor:
+    """Depth-to-space of (H, W, 4C) -> (2H, 2W, C), as ``pixel_shuffle`` on (4C, H, W)."""
+    h, w, c4 = x.shape
+    c = c4 // 4
+    return x.view(h, w, c, 2, 2).permute(0, 3, 1, 4, 2).reshape(2 * h, 2 * w, c)
+
+
+def digits(w_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``w_q = 64·hi + lo`` with −32 ≤ lo ≤ 31 and |hi| ≤ 63 (for |w_q| ≤ 4063)."""
+    lo = np.mod(w_q + 32, 64) - 32
+    return lo, (w_q - lo) / 64
+
+
+@dataclass(frozen=True)
+class WeightBlock:
+    """(O, K) integer weights as GEMM operands (int8 values as float32): (K, O) single digits
+    (7-bit weights, |w_q| ≤ 63) or (K, 2·O), the low digits then the high digits (13-bit
+    weights)."""
+
+    block: torch.Tensor
+    two_digits: bool
+
+    @classmethod
+    def of(cls, w_q: np.ndarray, two_digits: bool, device: torch.device,
+           taps: int = 1) -> WeightBlock:
+        """``w_q`` (O, taps·C), ordered (tap, c): a (K, O') block, or (taps, C, O') for a
+        3×3 convolution (O' = O or 2·O)."""
+        block = np.concatenate(digits(w_q), 0).T if two_digits else w_q.T  # (K, O')
+        if taps > 1:
+            block = block.reshape(taps, -1, block.shape[1])
+        return cls(torch.from_numpy(np.ascontiguousarray(block).astype(np.float32)).to(device),
+                   two_digits)
+
+    def combine(self, out: torch.Tensor) -> torch.Tensor:
+        """Digit sums (…, O') int32 -> (…, O): lo + 64·hi for two digits."""
+        if not self.two_digits:
+            return out
+        o = out.shape[-1] // 2
+        return out[..., o:].bitwise_left_shift(DIGIT_BITS).add_(out[..., :o])
+
+    def gemm(self, a: torch.Tensor) -> torch.Tensor:
+        """(N, K) limb values × these weights -> (N, O) int32."""
+        return self.combine(int_gemm(a, self.block))
+
+    def conv(self, x: torch.Tensor) -> torch.Tensor:
+        """(H, W, C) limb values × these 3×3 weights -> (H, W, O) int32."""
+        return self.combine(conv3x3(x, self.block))
+
+
+def _row_exponents(w: np.ndarray, w_max: int) -> np.ndarray:
+    """Per row of ``w`` (O, K): the largest ``e`` with ``max|rint(w·2**e)|`` ≤ ``w_max``."""
+    top = np.abs(w).max(axis=1)
+    _, k = np.frexp(np.where(top > 0, top, 1.0))  # top = f·2**k, 0.5 ≤ f < 1
+    e = (w_max.bit_length() - k).astype(np.int64)  # f·2**bits < 2**bits
+    over = np.rint(np.ldexp(top, e)) > w_max
+    e[over] -= 1
+    return e
+
+
+class Requant:
+    """``((acc + B) << l + 2**(r−1)) >> r`` per output channel, in place on int32 sums."""
+
+    def __init__(self, bias: np.ndarray, left: np.ndarray, right: np.ndarray,
+                 device: torch.device) -> None:
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(a.astype(np.int32)).to(device)
+
+        self.bias = t(bias)
+        self.left = t(left) if left.any() else None
+        self.right = t(right)
+        self.half = t(np.left_shift(np.int64(1), right.astype(np.int64) - 1))
+
+    def __call__(self, acc: torch.Tensor) -> torch.Tensor:
+        acc.add_(self.bias)
+        if self.left is not None:
+            acc.bitwise_left_shift_(self.left)
+        return acc.add_(self.half).bitwise_right_shift_(self.right)
+
+
+def fit_rows(w: np.ndarray, b: np.ndarray, in_frac: int, in_bounds: np.ndarray,
+             out_frac: int, two_digits: bool, device: torch.device
+             ) -> tuple[np.ndarray, Requant]:
+    """Quantize rows of ``w`` (O, K; inputs on the grid ``in_frac``, |x_k| ≤ in_bounds[k]) to
+    13 bits (two digits) or 7 bits with per-row power-of-two exponents ``e``. A row's sum
+    lies on the grid ``e + in_frac`` and moves to ``out_frac`` by the :class:`Requant` with
+    ``r − l = e + in_frac − out_frac``, r ≥ 1, l ≥ 0. ``e`` is lowered until the row's int32
+    bound ``(Σ|lo|·x + 64·Σ|hi|·x + |B|)·2**l + 2**(r−1)`` ≤ ``ACC_MAX`` holds (Python
+    integers) with ``l, r ≤ SHIFT_MAX``; grids that no exponent fits are refused."""
+    w_max = W_MAX if two_digits else DIGIT_MAX
+    e = _row_exponents(w, w_max)
+    w_q = np.empty_like(w)
+    bq = np.empty(w.shape[0])
+    for o in range(w.shape[0]):
+        while True:
+            w_q[o] = np.rint(np.ldexp(w[o], e[o]))
+            bq[o] = np.rint(np.ldexp(b[o], e[o] + in_frac))
+            s = int(e[o]) + in_frac - out_frac
+            left, right = max(1 - s, 0), max(s, 1)
+            lo, hi = digits(w_q[o]) if two_digits else (w_q[o], 0 * w_q[o])
+            total = (int((np.abs(lo) + 64 * np.abs(hi)) @ in_bounds) + int(abs(bq[o]))) << left
+            if (np.abs(w_q[o]).max() <= w_max and left <= SHIFT_MAX and right <= SHIFT_MAX
+                    and total + (1 << (right - 1)) <= ACC_MAX):
+                break
+            e[o] -= 1
+            if e[o] < -200 or left > SHIFT_MAX:
+                raise LicError("the synthesis grids are out of range for this model")
+    s = e + in_frac - out_frac
+    return w_q, Requant(bq, np.maximum(1 - s, 0), np.maximum(s, 1), device)
+
+
+class Conv8:
+    """A 3×3 convolution (stride 1, zero padding) on channels-last integer inputs made of
+    parts (concatenated along channels), each on its own grid: a part's weights are scaled by
+    2**(frac_ref − frac_part) (exact) so that one power-of-two row exponent serves the whole
+    row, and the int32 sums of all parts and limbs add up directly."""
+
+    def __init__(self, w: np.ndarray, b: np.ndarray | None, parts: Sequence[tuple[int, Grid]],
+                 out: Grid | None, relu: bool, two_digits: bool, device: torch.device) -> None:
+        """``w`` (O, C, 3, 3) float64; ``parts``: (channels, grid) in input order; ``out``:
+        the output grid (None: the last layers' grid 2**-16, saturated at ±(2**26 − 1));
+        ``relu`` clamps at 0 as well; ``two_digits``: 13-bit weights, else 7-bit."""
+        o = w.shape[0]
+        b = np.zeros(o) if b is None else b
+        out_frac = OUT_FRAC if out is None else out.frac
+        ref = max(g.frac for _, g in parts)
+        cols, bounds, c0 = [], [], 0
+        for c, grid in parts:
+            wp = w[:, c0 : c0 + c].transpose(0, 2, 3, 1).reshape(o, 9 * c)  # (di, dj, c)
+            cols.append(np.ldexp(wp, ref - grid.frac))
+            bounds.append(np.full(9 * c, float(grid.bound)))
+            c0 += c
+        if c0 != w.shape[1]:
+            raise ValueError("the parts do not cover the kernel's input channels")
+        if 9 * c0 > K_MAX:
+            raise ValueError(f"a conv of {9 * c0} products per sum is over {K_MAX}")
+        w_q, self.requant = fit_rows(np.concatenate(cols, 1), b, ref, np.concatenate(bounds),
+                                     out_frac, two_digits, device)
+        self.parts = []
+        k0 = 0
+        for c, grid in parts:
+            self.parts.append((WeightBlock.of(w_q[:, k0 : k0 + 9 * c], two_digits, device, 9),
+                               grid.wide))
+            k0 += 9 * c
+        bound = OUT_MAX if out is None else out.bound
+        self.lo, self.hi = (0 if relu else -bound), bound
+        self.dtype = torch.int32 if out is None else torch.int16
+
+    def __call__(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Parts (H, W, C_p) int16 -> (H, W, O) int16 (int32 for the last layers)."""
+        acc = None
+        for x, (wt, wide) in zip(xs, self.parts, strict=True):
+            for limb, bits in limbs(x, wide):
+                part = wt.conv(limb)
+                if bits:
+                    part.bitwise_left_shift_(bits)
+                acc = part if acc is None else acc.add_(part)
+        self.requant(acc).clamp_(self.lo, self.hi)
+        return acc.to(self.dtype)
+
+
+class IGDN8:
+    """Inverse GDN ``y = x · (β + Γ|x|)``: the normaliser from one GEMM per limb of |x|
+    (Γ ≥ 0, rows as the convolutions'), held on the grid ``2**-norm_frac`` (0 ≤ n < 2**16);
+    the product (|x·n| < 2**30) rounded half up to ``out``."""
+
+    def __init__(self, gamma: np.ndarray, beta: np.ndarray, inp: Grid, norm_frac: int,
+                 out: Grid, two_digits: bool, device: torch.device) -> None:
+        c = gamma.shape[1]
+        g_q, self.norm = fit_rows(np.abs(gamma), np.abs(beta), inp.frac,
+                                  np.full(c, float(inp.bound)), norm_frac, two_digits, device)
+        self.gamma = WeightBlock.of(g_q, two_digits, device)
+        self.wide = inp.wide
+        self.shift = inp.frac + norm_frac - out.frac
+        if not 1 <= self.shift <= SHIFT_MAX:
+            raise LicError("the synthesis grids are out of range for this model")
+        self.bound = out.bound
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        h, w, c = x.shape
+        flat = x.reshape(h * w, c)
+        acc = None
+        for limb, bits in limbs(flat.abs(), self.wide):
+            part = self.gamma.gemm(limb)
+            if bits:
+                part.bitwise_left_shift_(bits)
+            acc = part if acc is None else acc.add_(part)
+        norm = self.norm(acc).clamp_(0, NORM_MAX)
+        y = norm.mul_(flat).add_(1 << (self.shift - 1)).bitwise_right_shift_(self.shift)
+        return y.clamp_(-self.bound, self.bound).to(torch.int16).view(h, w, c)

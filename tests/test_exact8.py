@@ -1,0 +1,145 @@
+"""Claims about the 8-bit-operand exact layers (src/lcodec/nets/exact8.py) and the candidate
+synthesis built from them (nets/cwic2_exact8.py): exact integers, at any thread count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lcodec.errors import LicError
+from lcodec.nets.cwic2_exact8 import SHARED, WIDE, GridSpec, tensor_names
+from lcodec.nets.exact8 import (
+    ACC_MAX,
+    NARROW_MAX,
+    WIDE_MAX,
+    Conv8,
+    Grid,
+    WeightBlock,
+    digits,
+    fit_rows,
+    limbs,
+)
+
+CPU = torch.device("cpu")
+
+
+def _reference(x: np.ndarray, w_q: np.ndarray) -> np.ndarray:
+    """Zero-padded 3×3 correlation in int64: x (H, W, C), w_q (O, 9·C) ordered (tap, c)."""
+    h, w, c = x.shape
+    xp = np.pad(x.astype(np.int64), ((1, 1), (1, 1), (0, 0)))
+    taps = w_q.reshape(w_q.shape[0], 9, c).astype(np.int64)
+    out = np.zeros((h, w, w_q.shape[0]), np.int64)
+    for t in range(9):
+        di, dj = divmod(t, 3)
+        out += xp[di : di + h, dj : dj + w] @ taps[:, t].T
+    return out
+
+
+@pytest.mark.parametrize("two_digits", [False, True])
+def test_the_tap_convolution_is_exact_at_the_extremes_of_every_operand(two_digits) -> None:
+    rng = np.random.default_rng(1)
+    c, o = 192, 8  # 9·192 = 1728 products per sum, as the widest fuse conv
+    top = 4063 if two_digits else 63
+    w_q = rng.choice([-top, top], (o, 9 * c)).astype(np.float64)  # the largest weights
+    for wide in (False, True):
+        bound = WIDE_MAX if wide else NARROW_MAX
+        x = rng.choice([-bound, bound], (5, 7, c))
+        block = WeightBlock.of(w_q, two_digits, CPU, taps=9)
+        acc = None
+        for limb, bits in limbs(torch.from_numpy(x).to(torch.int16), wide):
+            part = block.conv(limb).long() << bits
+            acc = part if acc is None else acc + part
+        assert np.array_equal(acc.numpy(), _reference(x, w_q))
+
+
+def test_two_digits_and_two_limbs_recompose_the_integers() -> None:
+    w = np.arange(-4063, 4064, dtype=np.float64)
+    lo, hi = digits(w)
+    assert np.array_equal(64 * hi + lo, w) and np.abs(hi).max() <= 63
+    assert lo.min() >= -32 and lo.max() <= 31
+    x = torch.arange(-WIDE_MAX, WIDE_MAX + 1, dtype=torch.int16)
+    (lo_x, _), (hi_x, bits) = limbs(x, True)
+    assert torch.equal((hi_x.long() << bits) + lo_x.long(), x.long())
+    assert lo_x.min() >= 0 and lo_x.max() <= 127 and hi_x.abs().max() <= 128
+
+
+def test_every_row_keeps_its_int32_bound() -> None:
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((16, 9 * 64)) * 3
+    b = rng.standard_normal(16) * 50
+    bounds = np.full(9 * 64, float(WIDE_MAX))
+    for out_frac in (-4, 4, 12):
+        w_q, rq = fit_rows(w, b, 10, bounds, out_frac, True, CPU)
+        lo, hi = digits(w_q)
+        total = (np.abs(lo) + 64 * np.abs(hi)) @ bounds + np.abs(rq.bias.numpy())
+        left = 0 if rq.left is None else rq.left.numpy()
+        assert np.all(total * 2.0**left + rq.half.numpy() <= ACC_MAX)
+
+
+def test_a_conv_layer_gives_the_same_integers_at_one_and_two_threads() -> None:
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((24, 40, 3, 3)) * 0.2
+    conv = Conv8(w, rng.standard_normal(24), [(16, Grid(9, True)), (24, Grid(9, False))],
+                 Grid(7, False), False, False, CPU)
+    xs = [torch.from_numpy(rng.integers(-WIDE_MAX, WIDE_MAX + 1, (33, 29, 16))).to(torch.int16),
+          torch.from_numpy(rng.integers(-127, 128, (33, 29, 24))).to(torch.int16)]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = conv(xs)
+        torch.set_num_threads(2)
+        two = conv(xs)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two) and one.abs().max() <= NARROW_MAX
+
+
+def _spec(refine: int = 2) -> bytearray:
+    names = tensor_names(refine)
+    return bytearray(Grid(8, n in WIDE).code() for n in names)
+
+
+def test_grid_specs_are_validated_against_the_model() -> None:
+    names = tensor_names(2)
+    assert GridSpec.parse(bytes(_spec()), 2).grid(names, "y.f2") == Grid(8, True)
+    with pytest.raises(LicError, match="bytes, expected"):
+        GridSpec.parse(bytes(_spec())[:-1], 2)
+    narrow = _spec()
+    narrow[names.index("y.f2")] &= 0x7F
+    with pytest.raises(LicError, match="must be wide"):
+        GridSpec.parse(bytes(narrow), 2)
+    apart = _spec()
+    c, y = SHARED[0]
+    apart[names.index(c)] = Grid(3, c in WIDE).code()
+    with pytest.raises(LicError, match="share a grid"):
+        GridSpec.parse(bytes(apart), 2)
+
+
+def test_the_candidate_synthesis_is_close_to_the_exact_one_and_thread_independent(
+        crop_rgb) -> None:
+    from lcodec import models
+    from lcodec.color import rgb_to_ycbcr
+    from lcodec.nets.cwic2_exact8 import ExactSynthesis8, calibrate
+
+    lm = models.load(models.find("v2-mse"))
+    x = torch.from_numpy(crop_rgb.copy()).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        enc = lm.net.quantize(*lm.net.analyse(rgb_to_ycbcr(x)), 0.3)
+    spec = calibrate(lm.net, [enc])
+    e8 = ExactSynthesis8(lm.net)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = e8.pixels(enc.qi, enc.luma, enc.chroma, 0.3, spec)
+        torch.set_num_threads(2)
+        two = e8.pixels(enc.qi, enc.luma, enc.chroma, 0.3, spec)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two)
+    v1 = lm.exact.pixels(enc.qi, enc.luma, enc.chroma, 0.3).numpy().astype(float)
+
+    def psnr(a: np.ndarray) -> float:
+        return float(10 * np.log10(255**2 / np.mean((a - crop_rgb.astype(float)) ** 2)))
+
+    assert abs(psnr(one.numpy().astype(float)) - psnr(v1)) < 0.5
