@@ -204,3 +204,10 @@ def test_autocast_is_used_only_where_the_cpu_has_native_bf16(tmp_path, image_fol
         monkeypatch.setattr(rdloop, "native_bf16", lambda native=native: native)
         assert rdloop.Run(tmp_path, cfg).amp is native
     assert rdloop.Run(tmp_path, dataclasses.replace(cfg, amp=False)).amp is False
+
+
+def test_the_warmup_ramps_the_lr_only_after_a_fresh_optimizer() -> None:
+    from lcodec.train.rdloop import warmup
+
+    assert [warmup(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert warmup(0, 0) == 1.0

@@ -70,6 +70,7 @@ class RDConfig:
     flat_weight: float = 1.0  # their distortion counts this many times (colour accuracy)
     mse_mix: float = 0.0  # msssim runs: this much of the MSE distortion is added (colour hold)
     rate: str = "code_length"  # code_length | mask_count (the ablation: v1's rate term)
+    warmup_steps: int = 0  # LR ramps up over this many steps after the optimizer starts afresh
 
     @classmethod
     def load(cls, path: Path) -> RDConfig:
@@ -193,6 +194,13 @@ def _opt(value: float | None) -> str:
     return "" if value is None else f"{value:.5f}"
 
 
+def warmup(steps: int, over: int) -> float:
+    """The LR factor ``steps`` steps after the optimizer started afresh: linear from
+    1/``over`` to 1 (Adam's first steps are full-size whatever the gradient's scale, which
+    shook a converged model started from shipped weights with LR 1e-4: docs/training.md)."""
+    return 1.0 if over <= 0 else min(1.0, (steps + 1) / over)
+
+
 def native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX-512 BF16 / AMX). Without it, autocast
     emulates bf16 and a training step is slower, not faster (measured on an AVX2 AMD EPYC:
@@ -229,6 +237,7 @@ class Run:
         self.wall_s = 0.0
         self.cpu_s = 0.0
         self.lr_scale = 1.0
+        self.fresh_from = 0  # the step at which the optimizer started afresh (for the warmup)
         self.amp = cfg.amp and native_bf16()
         if cfg.amp and not self.amp:
             print("this CPU has no native bf16: training in fp32", flush=True)
@@ -238,7 +247,8 @@ class Run:
         return {"model": self.net.state_dict(), "opt": self.opt.state_dict(),
                 "step": self.step, "wall_s": self.wall_s, "cpu_s": self.cpu_s,
                 "sampler": self.sampler.state(), "rng": rng_state(), "phase": phase,
-                "lr_scale": self.lr_scale, "config": asdict(self.cfg),
+                "lr_scale": self.lr_scale, "fresh_from": self.fresh_from,
+                "config": asdict(self.cfg),
                 "net_config": json.loads(self.net.cfg.to_json())}
 
     def save(self, name: str, phase: str) -> None:
@@ -255,6 +265,7 @@ class Run:
         self.sampler.set_state(st["sampler"])
         set_rng_state(st["rng"])
         self.lr_scale = st.get("lr_scale", 1.0)
+        self.fresh_from = st.get("fresh_from", 0)
 
     def resume(self) -> None:
         last, stable = self.out / "last.ckpt", self.out / "stable.ckpt"
@@ -282,6 +293,7 @@ class Run:
             self.step = int(training.get("steps_done", 0))
             self.cpu_s = 3600 * float(training.get("cpu_hours", 0.0))
             self.wall_s = 3600 * float(training.get("wall_hours", 0.0))
+            self.fresh_from = self.step
         else:  # a checkpoint of another run: weights, optimizer, steps and time continue
             st = torch.load(path, map_location="cpu", weights_only=False)
             added = self._load_grown(st.get("model", st))
@@ -341,6 +353,7 @@ class Run:
                 phase = "decay"
             frac = 0.0 if phase == "constant" else (el - (budget - decay)) / max(decay, 1)
             lr = cfg.lr * self.lr_scale * (cfg.lr_final / cfg.lr) ** min(1.0, frac)
+            lr *= warmup(self.step - self.fresh_from, cfg.warmup_steps)
             for g in self.opt.param_groups:
                 g["lr"] = lr
             if el - last_val >= cfg.val_minutes * 60 or self.step == 0:
