@@ -185,11 +185,11 @@ class ExactSynthesis8:
 
 
 @torch.no_grad()
-def calibrate(net: torch.nn.Module, windows: Iterable, gray: bool = False,
-              wide: frozenset[str] = WIDE) -> GridSpec:
-    """The grid spec for a file's codes, given as windows (``Encoded``): the largest
-    magnitude of every tensor of :func:`tensor_names` in the float decoder (1.5× headroom).
-    Gray files run only the luma decoder; their chroma grids are set from all-zero chroma."""
+def calibrate(net: torch.nn.Module, windows: Iterable, wide: frozenset[str] = WIDE
+              ) -> GridSpec:
+    """The grid spec for an image's codes, given as windows (``Encoded``): the largest
+    magnitude of every tensor of :func:`tensor_names` in the float decoder (1.5× headroom);
+    ``wide``: the wide tensors (other sets are for measurements)."""
     from lcodec.nets.cwic2 import GDN
 
     largest: dict[str, float] = {}
@@ -227,8 +227,6 @@ def calibrate(net: torch.nn.Module, windows: Iterable, gray: bool = False,
         on(getattr(cd, f"fuse{level}"), lambda m, i_, o, lv=level: seen(f"c.fuse{lv}", o))
     try:
         for win in windows:
-            if gray:
-                win = type(win)(win.qi, win.luma, torch.zeros_like(win.chroma), knob=win.knob)
             net.decompress(win)
     finally:
         for h in hooks:

@@ -84,16 +84,18 @@ class Grid:
     @classmethod
     def fit(cls, largest: float, wide: bool, headroom: float = 1.5) -> Grid:
         """The finest grid on which ``headroom · largest`` still fits."""
-        bound = WIDE_MAX if wide else NARROW_MAX
-        top = max(largest * headroom, 2.0**-60)
-        frac = math.floor(math.log2(bound / top))
-        return cls(min(max(frac, FRAC_MIN), FRAC_MAX), wide)
+        return cls(_finest_frac(WIDE_MAX if wide else NARROW_MAX, largest, headroom), wide)
+
+
+def _finest_frac(bound: int, largest: float, headroom: float) -> int:
+    """The largest nameable ``frac`` with ``headroom · largest · 2**frac`` ≤ ``bound``."""
+    frac = math.floor(math.log2(bound / max(largest * headroom, 2.0**-60)))
+    return min(max(frac, FRAC_MIN), FRAC_MAX)
 
 
 def norm_frac(largest: float, headroom: float = 1.5) -> int:
     """The IGDN normaliser's grid: the finest on which ``headroom · largest`` fits 16 bits."""
-    frac = math.floor(math.log2(NORM_MAX / max(largest * headroom, 2.0**-60)))
-    return min(max(frac, FRAC_MIN), FRAC_MAX)
+    return _finest_frac(NORM_MAX, largest, headroom)
 
 
 def limbs(x: torch.Tensor, wide: bool) -> list[tuple[torch.Tensor, int]]:
@@ -102,6 +104,17 @@ def limbs(x: torch.Tensor, wide: bool) -> list[tuple[torch.Tensor, int]]:
     if not wide:
         return [(x.float(), 0)]
     return [((x & 127).float(), 0), ((x >> LIMB_BITS).float(), LIMB_BITS)]
+
+
+def limb_sum(x: torch.Tensor, wide: bool, product, acc: torch.Tensor | None = None
+             ) -> torch.Tensor:
+    """``acc`` + Σ over the limbs of ``x`` of ``product(limb) << bits`` (int32)."""
+    for limb, bits in limbs(x, wide):
+        part = product(limb)
+        if bits:
+            part.bitwise_left_shift_(bits)
+        acc = part if acc is None else acc.add_(part)
+    return acc
 
 
 def conv3x3(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
@@ -220,7 +233,7 @@ def fit_rows(w: np.ndarray, b: np.ndarray, in_frac: int, in_bounds: np.ndarray,
             bq[o] = np.rint(np.ldexp(b[o], e[o] + in_frac))
             s = int(e[o]) + in_frac - out_frac
             left, right = max(1 - s, 0), max(s, 1)
-            lo, hi = digits(w_q[o]) if two_digits else (w_q[o], 0 * w_q[o])
+            lo, hi = digits(w_q[o]) if two_digits else (w_q[o], np.zeros_like(w_q[o]))
             total = (int((np.abs(lo) + 64 * np.abs(hi)) @ in_bounds) + int(abs(bq[o]))) << left
             if (np.abs(w_q[o]).max() <= w_max and left <= SHIFT_MAX and right <= SHIFT_MAX
                     and total + (1 << (right - 1)) <= ACC_MAX):
@@ -273,11 +286,7 @@ class Conv8:
         """Parts (H, W, C_p) int16 -> (H, W, O) int16 (int32 for the last layers)."""
         acc = None
         for x, (wt, wide) in zip(xs, self.parts, strict=True):
-            for limb, bits in limbs(x, wide):
-                part = wt.conv(limb)
-                if bits:
-                    part.bitwise_left_shift_(bits)
-                acc = part if acc is None else acc.add_(part)
+            acc = limb_sum(x, wide, wt.conv, acc)
         self.requant(acc).clamp_(self.lo, self.hi)
         return acc.to(self.dtype)
 
@@ -302,12 +311,6 @@ class IGDN8:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         h, w, c = x.shape
         flat = x.reshape(h * w, c)
-        acc = None
-        for limb, bits in limbs(flat.abs(), self.wide):
-            part = self.gamma.gemm(limb)
-            if bits:
-                part.bitwise_left_shift_(bits)
-            acc = part if acc is None else acc.add_(part)
-        norm = self.norm(acc).clamp_(0, NORM_MAX)
+        norm = self.norm(limb_sum(flat.abs(), self.wide, self.gamma.gemm)).clamp_(0, NORM_MAX)
         y = norm.mul_(flat).add_(1 << (self.shift - 1)).bitwise_right_shift_(self.shift)
         return y.clamp_(-self.bound, self.bound).to(torch.int16).view(h, w, c)
