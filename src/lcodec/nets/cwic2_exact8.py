@@ -4,10 +4,11 @@ Not yet named by any file format (issue 15; measured in docs/format.md, "The sam
 an AVX2 CPU"). The luma and fusion decoders of :class:`~lcodec.nets.cwic2.CWIC2` rebuilt with
 the layers of :mod:`lcodec.nets.exact8`, and the colour conversion of EXACT_INT_V1. Every
 activation tensor named by :func:`tensor_names` lives on a power-of-two grid that a file
-would carry (one byte per tensor: a :class:`GridSpec`); the encoder picks the finest grids
-that hold 1.5× the float decoder's largest value on the image (:func:`calibrate`). Eight
-tensors are wide (:data:`WIDE`, 15 bits: where 8 bits cost the most PSNR, and the chroma
-features sharing their grids), the others narrow (8 bits).
+would carry (one byte per tensor: a :class:`GridSpec`, which also says which tensors are
+wide, 15 bits, and which narrow, 8 bits); the encoder would pick, per tensor, the grid of
+least squared rounding error among the finest that holds 1.5× the float decoder's largest
+value on the image and the next few finer ones (:func:`calibrate`). :data:`WIDE` is the set
+measured for weights not fine-tuned with this rounding in the loop (``train/qat.py`` does).
 
 ```
 s = (index − T/2)·m (int8) ─► conv (gains folded) ─► shuffle ─► IGDN ─► f8 ─► … ─► f2
@@ -18,6 +19,7 @@ chroma likewise, fuse convs on [x, f8 | f4 | f2] ─► ĉ (2**-16) ─► RGB a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,7 +29,7 @@ import torch
 from lcodec.color import ycbcr_offsets_to_rgb8
 from lcodec.errors import LicError
 from lcodec.nets.cwic2_exact import KNOB_SCALE, exact_gains
-from lcodec.nets.exact8 import IGDN8, OUT_FRAC, Conv8, Grid, norm_frac, shuffle
+from lcodec.nets.exact8 import FRAC_MAX, IGDN8, OUT_FRAC, Conv8, Grid, norm_frac, shuffle
 from lcodec.quant import code_mask
 
 # The fuse convs' two inputs share a grid (and so a width): the luma features at 1/8, 1/4 and
@@ -38,6 +40,8 @@ WIDE = frozenset({"y.f8", "y.f4", "y.in2", "y.f2", "c.fuse2", "c.x8", "c.x4", "c
 # held-out training crops 13-bit weights everywhere gained 0.06 dB for 1.6× the decode time
 # (scripts/exact8_precision_sweep.py), and none of the six layers tried alone gained over 0.01 dB.
 FINE: frozenset[str] = frozenset()
+# How many grids finer than the one that holds 1.5× a tensor's largest value the encoder tries.
+GRID_TRIALS = tuple(range(6))
 
 
 def tensor_names(refine: int) -> tuple[str, ...]:
@@ -51,9 +55,9 @@ def tensor_names(refine: int) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class GridSpec:
-    """The grids of one file: one byte per tensor of :func:`tensor_names` (a :class:`Grid`;
-    a normaliser's byte has bit 7 clear). Which tensors are wide is fixed by :data:`WIDE`;
-    the fuse convs' two inputs (:data:`SHARED`) have one grid."""
+    """The grids of one file: one byte per tensor of :func:`tensor_names` (a :class:`Grid`:
+    bit 7 says wide; a normaliser's byte has it clear, its grid is 16 bits). The fuse convs'
+    two inputs (:data:`SHARED`) have one ``frac``."""
 
     codes: bytes
 
@@ -67,9 +71,8 @@ class GridSpec:
                            f"{len(names)} for this model")
         grids = {n: Grid.decode(b) for n, b in zip(names, payload, strict=True)}
         for n, g in grids.items():
-            if g.wide != (n in WIDE):
-                raise LicError(f"invalid synthesis grids: tensor {n} must be "
-                               f"{'wide' if n in WIDE else 'narrow'}")
+            if g.wide and ".norm" in n:
+                raise LicError(f"invalid synthesis grids: the normaliser {n} has the wide bit")
         for c, y in SHARED:
             if grids[c].frac != grids[y].frac:
                 raise LicError(f"invalid synthesis grids: {c} and {y} must share a grid")
@@ -184,33 +187,28 @@ class ExactSynthesis8:
         return ycbcr_offsets_to_rgb8(y, c[..., 0], c[..., 1], OUT_FRAC)
 
 
-@torch.no_grad()
-def calibrate(net: torch.nn.Module, windows: Iterable, wide: frozenset[str] = WIDE
-              ) -> GridSpec:
-    """The grid spec for an image's codes, given as windows (``Encoded``): the largest
-    magnitude of every tensor of :func:`tensor_names` in the float decoder (1.5× headroom);
-    ``wide``: the wide tensors (other sets are for measurements)."""
-    from lcodec.nets.cwic2 import GDN
+def error_samples(t: torch.Tensor) -> torch.Tensor:
+    """The positions a grid's error is measured on: every other row and column."""
+    return t[..., ::2, ::2]
 
-    largest: dict[str, float] = {}
 
-    def seen(name: str, t: torch.Tensor) -> None:
-        largest[name] = max(largest.get(name, 0.0), float(t.abs().max()))
-
+def _visit(net: torch.nn.Module, windows: list, visit) -> None:
+    """Run the float decoder on ``windows``, calling ``visit(name, tensor)`` for every tensor
+    of :func:`tensor_names` it computes (``y.f2`` once per refinement block and before)."""
     hooks = []
 
     def on(module, fn) -> None:
         hooks.append(module.register_forward_hook(fn))
 
     def gdn_hook(prefix: str, level: str, out_name: str):
-        def fn(m: GDN, inp, out) -> None:
+        def fn(m: torch.nn.Module, inp, out) -> None:  # a GDN
             x = inp[0].float()
             ch = x.shape[1]
             norm = torch.nn.functional.conv2d(x.abs(), m.gamma.abs().view(ch, ch, 1, 1),
                                               m.beta.abs())
-            seen(f"{prefix}.in{level}", x)
-            seen(f"{prefix}.norm{level}", norm)
-            seen(out_name, out)
+            visit(f"{prefix}.in{level}", x)
+            visit(f"{prefix}.norm{level}", norm)
+            visit(out_name, out)
         return fn
 
     ld, cd = net.luma_dec, net.chroma_dec
@@ -218,18 +216,79 @@ def calibrate(net: torch.nn.Module, windows: Iterable, wide: frozenset[str] = WI
     on(ld.s4[1], gdn_hook("y", "4", "y.f4"))
     on(ld.s2[1], gdn_hook("y", "2", "y.f2"))
     for i, block in enumerate(ld.refine):
-        on(block.a, lambda m, i_, o, i=i: seen(f"y.r{i}", o.clamp_min(0)))
-        on(block, lambda m, i_, o: seen("y.f2", o))
+        on(block.a, lambda m, i_, o, i=i: visit(f"y.r{i}", o.clamp_min(0)))
+        on(block, lambda m, i_, o: visit("y.f2", o))
     on(cd.s8[1], gdn_hook("c", "8", "c.x8"))
     on(cd.s4[1], gdn_hook("c", "4", "c.x4"))
     on(cd.s2[1], gdn_hook("c", "2", "c.x2"))
     for level in ("8", "4", "2"):
-        on(getattr(cd, f"fuse{level}"), lambda m, i_, o, lv=level: seen(f"c.fuse{lv}", o))
+        on(getattr(cd, f"fuse{level}"), lambda m, i_, o, lv=level: visit(f"c.fuse{lv}", o))
     try:
         for win in windows:
             net.decompress(win)
     finally:
         for h in hooks:
             h.remove()
-    return GridSpec.from_largest(tensor_names(net.cfg.refine), largest, wide)
 
+
+@torch.no_grad()
+def calibrate(net: torch.nn.Module, windows: Iterable, wide: frozenset[str] = WIDE,
+              least_error: bool = True) -> GridSpec:
+    """The grid spec for an image's codes, given as windows (``Encoded``), from two passes of
+    the float decoder: the finest grids that hold 1.5× each tensor's largest magnitude, then,
+    per tensor (``least_error``), the grid among those and the next :data:`GRID_TRIALS` finer
+    ones on which rounding and saturating its values costs the least squared error (a few
+    outliers would otherwise make the grid of a whole image coarse); a fuse conv's two inputs
+    get the grid of least joint error, no finer than the coarser one's start. ``wide``: the
+    wide tensors."""
+    windows = list(windows)
+    names = tensor_names(net.cfg.refine)
+    largest: dict[str, float] = {}
+    kept: list[tuple[str, torch.Tensor]] = []  # one window: its samples, for the errors
+    one = least_error and len(windows) == 1
+
+    def seen(name: str, t: torch.Tensor) -> None:
+        largest[name] = max(largest.get(name, 0.0), float(t.abs().max()))
+        if one and ".norm" not in name:
+            kept.append((name, error_samples(t).clone()))
+
+    _visit(net, windows, seen)
+    spec = GridSpec.from_largest(names, largest, wide)
+    if not least_error:
+        return spec
+    start = {n: spec.grid(names, n) for n in names}
+    errors: dict[str, list[float]] = {}
+
+    def err(name: str, t: torch.Tensor) -> None:
+        if ".norm" in name:
+            return
+        g = start[name]
+        acc = errors.setdefault(name, [0.0] * len(GRID_TRIALS))
+        t = error_samples(t) if not one else t
+        for i, d in enumerate(GRID_TRIALS):
+            scale = 2.0 ** (g.frac + d)
+            q = torch.clamp(torch.round(t * scale), -g.bound, g.bound) / scale
+            acc[i] += float(((q - t) ** 2).sum())
+
+    if one:
+        for name, t in kept:
+            err(name, t)
+    else:
+        _visit(net, windows, err)
+    frac = {}
+    for name, e in errors.items():
+        frac[name] = start[name].frac + GRID_TRIALS[min(range(len(e)), key=e.__getitem__)]
+    for c, y in SHARED:  # the pair's trials on a common base (the coarser start)
+        base = min(start[c].frac, start[y].frac)
+        joint = []
+        for d in GRID_TRIALS:
+            total = 0.0
+            for n in (c, y):
+                i = base + d - start[n].frac
+                total += errors[n][i] if 0 <= i < len(GRID_TRIALS) else math.inf
+            joint.append(total)
+        frac[c] = frac[y] = base + GRID_TRIALS[min(range(len(joint)), key=joint.__getitem__)]
+    codes = bytearray(spec.codes)
+    for name, f in frac.items():
+        codes[names.index(name)] = Grid(min(f, FRAC_MAX), start[name].wide).code()
+    return GridSpec(bytes(codes))

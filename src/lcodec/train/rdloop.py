@@ -17,7 +17,14 @@ for export only). Guards: gradients are clipped, non-finite steps are skipped, a
 spike (EMA over 3× its value at the last checkpoint) rolls back to that checkpoint with half
 the LR. ``log.csv`` logs training (step, wall s, CPU s, LR, loss, bpp, distortion, coded
 fraction, every 50 steps), ``val.csv`` the held-out validation (step, CPU-hours, knob,
-estimated bpp, PSNR, coded fraction, MS-SSIM); neither has a header row.
+estimated bpp, PSNR, coded fraction, MS-SSIM, and for ``qat`` runs the PSNR through the
+quantization-aware decoder); neither has a header row.
+
+Decoder-only runs (``train_part: decoder``, :mod:`lcodec.train.qat`): the encoder, importance
+head, encoder gains and priors are frozen, so every image keeps the symbols (and the files,
+entropy tables and TCAE) of the model the run starts from; the loss is the distortion term
+alone (bpp and coded fraction log as 0). With ``qat`` the decoder trains through the rounding
+of the candidate 8-bit exact synthesis.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from lcodec.imageio import list_images
 from lcodec.nets.cwic2 import CWIC2, interpolate
 from lcodec.quant import code_mask
 from lcodec.train.data import CropSampler, centre_crops, is_validation, load_rgb
+from lcodec.train.qat import float_decode, is_decoder_param, psnr8, qat_decode, symbols
 from lcodec.train.rng import rng_state, set_rng_state
 
 VAL_KNOBS = (-1.0, -0.6, -0.2, 0.2, 0.6, 1.0)
@@ -71,11 +79,14 @@ class RDConfig:
     mse_mix: float = 0.0  # msssim runs: this much of the MSE distortion is added (colour hold)
     rate: str = "code_length"  # code_length | mask_count (the ablation: v1's rate term)
     warmup_steps: int = 0  # LR ramps up over this many steps after the optimizer starts afresh
+    train_part: str = "all"  # all | decoder (encoder, importance, priors frozen: symbols fixed)
+    qat: bool = False  # decoder runs: the exact synthesis's rounding in the loop (train/qat.py)
+    qat_wide: tuple[str, ...] = ()  # the tensors the QAT grids hold in 15 bits (others 8)
 
     @classmethod
     def load(cls, path: Path) -> RDConfig:
         raw = json.loads(path.read_text())
-        for key in ("knob_range", "lam_range"):
+        for key in ("knob_range", "lam_range", "qat_wide"):
             if raw.get(key) is not None:
                 raw[key] = tuple(raw[key])
         unknown = sorted(set(raw) - {f.name for f in fields(cls)})
@@ -83,6 +94,10 @@ class RDConfig:
             raise ValueError(f"{path}: unknown config keys {', '.join(unknown)}")
         if raw.get("rate", "code_length") not in ("code_length", "mask_count"):
             raise ValueError(f"{path}: rate must be code_length or mask_count")
+        if raw.get("train_part", "all") not in ("all", "decoder"):
+            raise ValueError(f"{path}: train_part must be all or decoder")
+        if raw.get("qat") and raw.get("train_part") != "decoder":
+            raise ValueError(f"{path}: qat needs train_part decoder (the symbols must not move)")
         return cls(**raw)
 
 
@@ -152,10 +167,35 @@ def rd_loss(net: CWIC2, x: torch.Tensor, knob: torch.Tensor, cfg: RDConfig,
     return loss, stats
 
 
+def decoder_loss(net: CWIC2, x: torch.Tensor, knob: torch.Tensor, cfg: RDConfig,
+                 dist_weight: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The weighted distortion term of :func:`rd_loss` for a decoder-only run (the rate is
+    fixed by the frozen encoder): through the float decoder, or with ``cfg.qat`` the
+    quantization-aware one. ``bpp`` is not computed (logged as 0)."""
+    lam_range = cfg.lam_range or net.cfg.lam_range
+    s_y, s_c = symbols(net, x, knob)
+    if cfg.qat:
+        x_hat = qat_decode(net, s_y, s_c, knob, frozenset(cfg.qat_wide))
+    else:
+        x_hat = float_decode(net, s_y, s_c, knob)
+    dist = distortion(x, x_hat, cfg.distortion, cfg.mse_mix)
+    lam = lam_of(knob, lam_range)
+    weight = torch.sqrt(math.sqrt(lam_range[0] * lam_range[1]) / lam)
+    scaled = dist if dist_weight is None else dist * dist_weight
+    loss = (weight * lam * scaled).mean()
+    stats = {"loss": float(loss.detach()), "bpp": 0.0, "dist": float(dist.detach().mean()),
+             "coded": 0.0}
+    return loss, stats
+
+
 @torch.no_grad()
-def validate(net: CWIC2, val: torch.Tensor) -> list[dict[str, float]]:
+def validate(net: CWIC2, val: torch.Tensor, qat_wide: frozenset[str] | None = None
+             ) -> list[dict[str, float]]:
     """Held-out PSNR and MS-SSIM (8-bit RGB) and estimated bpp (the training priors' code
-    length of the actual symbols, mask and importance map included) at :data:`VAL_KNOBS`."""
+    length of the actual symbols, mask and importance map included) at :data:`VAL_KNOBS`;
+    with ``qat_wide`` also ``psnr_qat``, the PSNR through the quantization-aware decoder with
+    those wide tensors."""
     from pytorch_msssim import ms_ssim
 
     net.eval()
@@ -184,8 +224,15 @@ def validate(net: CWIC2, val: torch.Tensor) -> list[dict[str, float]]:
         qbits = torch.gather(qcost, 1, codes.qi.view(n, -1))
         total = (bits.sum((1, 2, 3)) + qbits.sum(1)) / math.log(2)
         bpp = float((total / (val.shape[2] * val.shape[3])).mean())
-        rows.append({"knob": knob, "psnr": psnr, "bpp": bpp,
-                     "coded": float(mask.float().mean()), "msssim": msv})
+        row = {"knob": knob, "psnr": psnr, "bpp": bpp, "coded": float(mask.float().mean()),
+               "msssim": msv, "psnr_qat": None}
+        if qat_wide is not None:
+            half = cfg.levels // 2
+            s_y = (codes.luma - half) * mask[:, : cfg.n_luma]
+            s_c = (codes.chroma - half) * mask[:, cfg.n_luma :]
+            rec = ycbcr_to_rgb(qat_decode(net, s_y.float(), s_c.float(), k, qat_wide))
+            row["psnr_qat"] = float(psnr8(val, rec).mean())
+        rows.append(row)
     net.train()
     return rows
 
@@ -221,7 +268,12 @@ class Run:
         if cfg.lam_range is not None:  # recorded in the checkpoint's net_config and the card
             net_cfg = replace(net_cfg, lam_range=cfg.lam_range)
         self.net = CWIC2(net_cfg)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        trained = []
+        for name, p in self.net.named_parameters():
+            p.requires_grad_(cfg.train_part == "all" or is_decoder_param(name))
+            if p.requires_grad:
+                trained.append(p)
+        self.opt = torch.optim.Adam(trained, lr=cfg.lr)
         paths = list_images(Path(cfg.data))
         train = [p for p in paths if not is_validation(p, cfg.val_fraction)]
         val = [p for p in paths if is_validation(p, cfg.val_fraction)]
@@ -298,7 +350,7 @@ class Run:
             st = torch.load(path, map_location="cpu", weights_only=False)
             added = self._load_grown(st.get("model", st))
             if "opt" in st:
-                self._load_opt(st["opt"], added)
+                self._load_opt(st["opt"], added, st.get("config", {}).get("train_part", "all"))
                 self.step, self.wall_s, self.cpu_s = st["step"], st["wall_s"], st["cpu_s"]
         print(f"initialised from {path} (step {self.step})", flush=True)
 
@@ -313,17 +365,27 @@ class Run:
             print(f"new parameters start fresh: {', '.join(res.missing_keys)}", flush=True)
         return set(res.missing_keys)
 
-    def _load_opt(self, opt_state: dict, added: set[str]) -> None:
+    def _load_opt(self, opt_state: dict, added: set[str], init_part: str) -> None:
         """The optimizer state of the init run, matched by parameter name when the net grew
-        (Adam's moments of the shared weights continue; new weights start at zero)."""
-        if not added:
+        or trains other parameters than that run did (Adam's moments of the shared weights
+        continue; new weights start at zero)."""
+        if not added and init_part == self.cfg.train_part:
             self.opt.load_state_dict(opt_state)
             return
-        names = [n for n, _ in self.net.named_parameters()]
-        old = [n for n in names if n not in added]
+        old = [n for n, _ in self.net.named_parameters()
+               if n not in added and (init_part == "all" or is_decoder_param(n))]
         params = dict(self.net.named_parameters())
         for i, st in opt_state["state"].items():  # keyed by the old net's parameter order
-            self.opt.state[params[old[i]]] = {k: v.clone() for k, v in st.items()}
+            if params[old[i]].requires_grad:
+                self.opt.state[params[old[i]]] = {k: v.clone() for k, v in st.items()}
+
+    def _validate(self, vlog) -> None:
+        wide = frozenset(self.cfg.qat_wide) if self.cfg.qat else None
+        for row in validate(self.net, self.val, wide):
+            extra = [] if wide is None else [f"{row['psnr_qat']:.3f}"]
+            vlog.writerow([self.step, f"{self.cpu_s / 3600:.4f}", row["knob"],
+                           f"{row['bpp']:.4f}", f"{row['psnr']:.3f}", f"{row['coded']:.3f}",
+                           _opt(row["msssim"]), *extra])
 
     # -- the loop ----------------------------------------------------------------------
     def train(self, budget_min: float, decay_min: float, max_steps: int | None = None) -> None:
@@ -357,10 +419,7 @@ class Run:
             for g in self.opt.param_groups:
                 g["lr"] = lr
             if el - last_val >= cfg.val_minutes * 60 or self.step == 0:
-                for row in validate(self.net, self.val):
-                    vlog.writerow([self.step, f"{self.cpu_s / 3600:.4f}", row["knob"],
-                                   f"{row['bpp']:.4f}", f"{row['psnr']:.3f}",
-                                   f"{row['coded']:.3f}", _opt(row["msssim"])])
+                self._validate(vlog)
                 valf.flush()
                 last_val = el
             rgb = self.sampler.batch(cfg.batch)
@@ -375,9 +434,12 @@ class Run:
             lo, hi = cfg.knob_range
             knob = lo + (hi - lo) * torch.rand(cfg.batch)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.amp):
-                loss, stats = rd_loss(self.net, x, knob, cfg,
-                                      decoder_noise=cfg.decoder_noise and phase == "constant",
-                                      dist_weight=dist_weight)
+                if cfg.train_part == "decoder":
+                    loss, stats = decoder_loss(self.net, x, knob, cfg, dist_weight)
+                else:
+                    loss, stats = rd_loss(self.net, x, knob, cfg,
+                                          decoder_noise=cfg.decoder_noise and phase == "constant",
+                                          dist_weight=dist_weight)
             self.opt.zero_grad(set_to_none=True)
             if not math.isfinite(stats["loss"]):
                 bad += 1
@@ -409,10 +471,7 @@ class Run:
                 ema_ckpt = ema
                 print(f"step {self.step} {self.cpu_s / 3600:.3f} CPU-h lr {lr:.1e} "
                       f"loss {ema:.4f}", flush=True)
-        for row in validate(self.net, self.val):
-            vlog.writerow([self.step, f"{self.cpu_s / 3600:.4f}", row["knob"],
-                           f"{row['bpp']:.4f}", f"{row['psnr']:.3f}", f"{row['coded']:.3f}",
-                           _opt(row["msssim"])])
+        self._validate(vlog)
         self.save("last.ckpt", phase)
         logf.close()
         valf.close()
