@@ -2,13 +2,17 @@
 
     OMP_NUM_THREADS=1 python scripts/decoder_finetune_eval.py ../shared/data/kodak RUN_DIR...
         [--model v2-mse] [--knobs -0.6,0,0.6] [--slice 0:24] [--wide NAME,...]
+        [--float-only | --no-v1]
 
 A decoder-only run (``train_part: decoder``) keeps the encoder, so every image codes to the
 same symbols, hence the same bytes, at every knob: PSNR at equal knob is PSNR at equal rate.
 For each image and knob this prints the PSNR of the start model's decoders (float;
 EXACT_INT_V1; EXACT_INT_V2 with all-narrow grids, or ``--wide``) and of each run's (float;
-EXACT_INT_V2), the runs' weights rounded to fp16 as an export stores them, then the means per
-knob. ``--slice a:b`` takes a slice of the sorted images (to split the work over processes).
+EXACT_INT_V2; "V2" is the candidate 8-bit synthesis of ``nets/cwic2_exact8.py``), the runs'
+weights rounded to fp16 as an export stores them, then the means per knob (``--float-only``:
+the float decoders alone; ``--no-v1``: without EXACT_INT_V1, the float decoder within 0.0001
+dB, docs/format.md). ``--slice a:b`` takes images a to b of the sorted folder (to split
+the work over processes).
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ def main() -> int:
     ap.add_argument("--knobs", default="-0.6,0,0.6")
     ap.add_argument("--slice", default="0:24", help="images a:b of the sorted folder")
     ap.add_argument("--wide", default="", help="the wide tensors of EXACT_INT_V2")
+    ap.add_argument("--float-only", action="store_true", help="only the float decoders")
+    ap.add_argument("--no-v1", action="store_true", help="skip EXACT_INT_V1")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     knobs = [float(k) for k in args.knobs.split(",")]
@@ -67,9 +73,11 @@ def main() -> int:
     e8 = {name: ExactSynthesis8(net) for name, net in nets}
     a, b = (int(v) for v in args.slice.split(":"))
     paths = sorted(list_images(args.images))[a:b]
-    cols = ["start float", "start V1", "start V2"]
+    exact = not args.float_only
+    v1 = exact and not args.no_v1
+    cols = ["start float"] + (["start V1"] if v1 else []) + (["start V2"] if exact else [])
     for name, _ in nets[1:]:
-        cols += [f"{name} float", f"{name} V2"]
+        cols += [f"{name} float"] + ([f"{name} V2"] if exact else [])
     print("image knob " + " | ".join(cols), flush=True)
     rows: dict[float, list[list[float]]] = {k: [] for k in knobs}
     for path in paths:
@@ -80,14 +88,17 @@ def main() -> int:
         y_y, y_c, lg = lm.net.analyse(rgb_to_ycbcr(x))
         for knob in knobs:
             enc = lm.net.quantize(y_y, y_c, lg, knob)
-            vals = [psnr(to8(lm.net.decompress(enc)), ref),
-                    psnr(lm.exact.pixels(enc.qi, enc.luma, enc.chroma, knob).numpy(), ref)]
+            vals = [psnr(to8(lm.net.decompress(enc)), ref)]
+            if v1:
+                vals.append(psnr(lm.exact.pixels(enc.qi, enc.luma, enc.chroma, knob).numpy(),
+                                 ref))
             for name, net in nets:
                 if name != "start":
                     vals.append(psnr(to8(net.decompress(enc)), ref))
-                spec = calibrate(net, [enc], wide)
-                vals.append(psnr(e8[name].pixels(enc.qi, enc.luma, enc.chroma, knob,
-                                                 spec).numpy(), ref))
+                if exact:
+                    spec = calibrate(net, [enc], wide)
+                    vals.append(psnr(e8[name].pixels(enc.qi, enc.luma, enc.chroma, knob,
+                                                     spec).numpy(), ref))
             rows[knob].append(vals)
             print(f"{path.stem} {knob:+.1f} " + " ".join(f"{v:.3f}" for v in vals), flush=True)
     print("mean per knob: " + " | ".join(cols))

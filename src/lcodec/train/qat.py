@@ -6,8 +6,9 @@ TCAE stay valid and only the distortion term moves. ``qat_decode`` is network v2
 pass with the rounding of the candidate exact synthesis (:mod:`lcodec.nets.cwic2_exact8`) in
 the loop: weights rounded per output channel to 7 bits with a power-of-two exponent (the
 first convs after the knob's gains are folded in), every activation tensor rounded onto the
-power-of-two grid the encoder would pick for the image (:func:`grids`, from the float pass as
-``calibrate`` does) and saturated at its bound, gradients straight through. Not modelled (each
+power-of-two grid the encoder would pick for the image (the least-error grid of ``calibrate``,
+from two no-grad float passes: :func:`grids`, then :func:`best_fracs`) and saturated at its
+bound, gradients straight through. Not modelled (each
 below 2**-15 of a value): the IGDN normaliser's 16-bit grid, biases on the accumulator grid,
 the last layers' 2**-16 grid.
 """
