@@ -26,12 +26,6 @@ def main() -> int:
     ap.add_argument("runs", type=Path, nargs="+")
     ap.add_argument("--tcae-of", default=None)
     args = ap.parse_args()
-    shipped_entropy = None
-    if args.tcae_of:
-        from lcodec import models
-
-        base = models.find(args.tcae_of)
-        shipped_entropy = models.entropy_dir().resolve()
     tmp_root = Path(tempfile.mkdtemp(prefix="lcodec-flats-"))
     import numpy as np
     import torch
@@ -41,11 +35,12 @@ def main() -> int:
     from lcodec.train.export import export
 
     torch.set_num_threads(1)
+    shipped_entropy = models.entropy_dir().resolve()  # before LCODEC_MODELS moves
     for run in args.runs:
         tmp = tmp_root / run.name
         tmp.mkdir()
         os.environ["LCODEC_MODELS"] = str(tmp)
-        name = base.name if args.tcae_of else f"flats-{run.name}"
+        name = args.tcae_of or f"flats-{run.name}"
         path = export(run, name, 100, tmp)
         card = json.loads(path.with_suffix(".json").read_text())
         if args.tcae_of:
@@ -60,7 +55,6 @@ def main() -> int:
             de = delta_e00(rgb, api.decode_array(res.data))
             out.append(f"{colour}: {de:.2f} (knob {res.knob:+.3f}, {len(res.data)} B)")
         print(run.name, "; ".join(out), flush=True)
-        models._CACHE.clear()
     return 0
 
 

@@ -108,25 +108,26 @@ def test_qat_is_refused_unless_only_the_decoder_trains(tmp_path) -> None:
 
 
 def test_the_grids_of_least_error_are_picked_per_image_and_jointly_for_fuse_pairs() -> None:
-    from lcodec.nets.cwic2_exact8 import GRID_TRIALS, SHARED
+    from lcodec.nets.cwic2_exact8 import GRID_TRIALS, SHARED, least_error_fracs
 
     t = len(GRID_TRIALS)
-    start = {n: torch.tensor([4.0, 4.0]) for pair in SHARED for n in pair}
+    start = {n: torch.tensor([4.0, 4.0]) for pair in SHARED for n in pair}  # pairs: one start
     start["y.in8"] = torch.tensor([0.0, 3.0])
     c, y = SHARED[0]
-    start[y] = torch.tensor([6.0, 5.0])
     err = {n: torch.full((2, t), 10.0) for n in start}
     err["y.in8"][0, 2] = err["y.in8"][1, 0] = 1.0
     err[c][0, 3] = 1.0  # image 0: c is best at 4 + 3 = 7,
-    err[y][0, 0] = 0.0  # y at 6 + 0 = 6 (joint: 10 + 0 at 6, 1 + 0.5 at 7)
-    err[y][0, 1] = 0.5
-    err[y][1, 0] = 0.0  # image 1: y best at 5; c was not tried below its start 4
-    fr = qat.best_fracs(start, err)
+    err[y][0, 0] = 0.0  # y at 4 + 0 (joint: 10 + 0 at 4, 1 + 0.5 at 7)
+    err[y][0, 3] = 0.5
+    err[y][1, 1] = 0.0  # image 1: only y has a best trial, at 4 + 1
+    fr = least_error_fracs(start, err)
     assert fr["y.in8"].tolist() == [2.0, 3.0]
     assert fr[c].tolist() == fr[y].tolist() == [7.0, 5.0]
 
 
 def test_saturated_rounding_error_counts_the_clipped_part() -> None:
+    from lcodec.nets.cwic2_exact8 import error_samples, rounding_errors
+
     x = torch.tensor([0.3, 5.0, 10.0]).view(1, 1, 1, 3)  # (every other column is measured)
-    err = qat._rounding_error(x, torch.tensor([0.0]), bound=2)
+    err = rounding_errors(error_samples(x), torch.tensor([0.0]), bound=2)[0, 0]
     assert float(err) == pytest.approx(0.3**2 + 8.0**2)

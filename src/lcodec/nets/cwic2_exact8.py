@@ -19,7 +19,6 @@ chroma likewise, fuse convs on [x, f8 | f4 | f2] ─► ĉ (2**-16) ─► RGB a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -192,6 +191,30 @@ def error_samples(t: torch.Tensor) -> torch.Tensor:
     return t[..., ::2, ::2]
 
 
+def rounding_errors(t: torch.Tensor, frac: torch.Tensor, bound: int) -> torch.Tensor:
+    """Per image of ``t`` (N, ...: the positions :func:`error_samples` keeps), Σ (t − q(t))²
+    for q the saturated rounding onto the grid ``frac + d`` (``frac`` (N,)), for each ``d`` of
+    :data:`GRID_TRIALS`: (N, trials)."""
+    out = []
+    for d in GRID_TRIALS:
+        scale = torch.exp2(frac + d).view(-1, *([1] * (t.dim() - 1)))
+        q = torch.clamp(torch.round(t * scale), -bound, bound) / scale
+        out.append(((q - t) ** 2).flatten(1).sum(1))
+    return torch.stack(out, 1)
+
+
+def least_error_fracs(start: dict[str, torch.Tensor], errors: dict[str, torch.Tensor]
+                      ) -> dict[str, torch.Tensor]:
+    """Per tensor and image, ``start`` (N,) plus the trial of least error (``errors`` (N,
+    trials) from :func:`rounding_errors`); a fuse conv's two inputs, which start on one
+    frac, take the trial of least summed error."""
+    trials = torch.tensor(GRID_TRIALS, dtype=torch.float32)
+    fracs = {n: start[n] + trials[e.argmin(1)] for n, e in errors.items()}
+    for c, y in SHARED:
+        fracs[c] = fracs[y] = start[c] + trials[(errors[c] + errors[y]).argmin(1)]
+    return {n: f.clamp(max=FRAC_MAX) for n, f in fracs.items()}
+
+
 def _visit(net: torch.nn.Module, windows: list, visit) -> None:
     """Run the float decoder on ``windows``, calling ``visit(name, tensor)`` for every tensor
     of :func:`tensor_names` it computes (``y.f2`` once per refinement block and before)."""
@@ -256,39 +279,24 @@ def calibrate(net: torch.nn.Module, windows: Iterable, wide: frozenset[str] = WI
     spec = GridSpec.from_largest(names, largest, wide)
     if not least_error:
         return spec
-    start = {n: spec.grid(names, n) for n in names}
-    errors: dict[str, list[float]] = {}
+    start = {n: spec.grid(names, n) for n in names if ".norm" not in n}
+    errors: dict[str, torch.Tensor] = {}
 
     def err(name: str, t: torch.Tensor) -> None:
-        if ".norm" in name:
-            return
-        g = start[name]
-        acc = errors.setdefault(name, [0.0] * len(GRID_TRIALS))
-        t = error_samples(t) if not one else t
-        for i, d in enumerate(GRID_TRIALS):
-            scale = 2.0 ** (g.frac + d)
-            q = torch.clamp(torch.round(t * scale), -g.bound, g.bound) / scale
-            acc[i] += float(((q - t) ** 2).sum())
+        if name in start:
+            g = start[name]
+            e = rounding_errors(t if one else error_samples(t), torch.tensor([float(g.frac)]),
+                                g.bound)
+            errors[name] = e if name not in errors else errors[name] + e
 
     if one:
         for name, t in kept:
             err(name, t)
     else:
         _visit(net, windows, err)
-    frac = {}
-    for name, e in errors.items():
-        frac[name] = start[name].frac + GRID_TRIALS[min(range(len(e)), key=e.__getitem__)]
-    for c, y in SHARED:  # the pair's trials on a common base (the coarser start)
-        base = min(start[c].frac, start[y].frac)
-        joint = []
-        for d in GRID_TRIALS:
-            total = 0.0
-            for n in (c, y):
-                i = base + d - start[n].frac
-                total += errors[n][i] if 0 <= i < len(GRID_TRIALS) else math.inf
-            joint.append(total)
-        frac[c] = frac[y] = base + GRID_TRIALS[min(range(len(joint)), key=joint.__getitem__)]
+    fracs = least_error_fracs({n: torch.tensor([float(g.frac)]) for n, g in start.items()},
+                              errors)
     codes = bytearray(spec.codes)
-    for name, f in frac.items():
-        codes[names.index(name)] = Grid(min(f, FRAC_MAX), start[name].wide).code()
+    for name, f in fracs.items():
+        codes[names.index(name)] = Grid(int(f[0]), start[name].wide).code()
     return GridSpec(bytes(codes))

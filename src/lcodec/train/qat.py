@@ -7,7 +7,7 @@ pass with the rounding of the candidate exact synthesis (:mod:`lcodec.nets.cwic2
 the loop: weights rounded per output channel to 7 bits with a power-of-two exponent (the
 first convs after the knob's gains are folded in), every activation tensor rounded onto the
 power-of-two grid the encoder would pick for the image (the least-error grid of ``calibrate``,
-from two no-grad float passes: :func:`grids`, then :func:`best_fracs`) and saturated at its
+from two no-grad float passes: :func:`grids`, then ``least_error_fracs``) and saturated at its
 bound, gradients straight through. Not modelled (each
 below 2**-15 of a value): the IGDN normaliser's 16-bit grid, biases on the accumulator grid,
 the last layers' 2**-16 grid.
@@ -19,7 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from lcodec.nets.cwic2 import CWIC2, GDN
-from lcodec.nets.cwic2_exact8 import GRID_TRIALS, SHARED, error_samples, tensor_names
+from lcodec.nets.cwic2_exact8 import (
+    SHARED,
+    error_samples,
+    least_error_fracs,
+    rounding_errors,
+    tensor_names,
+)
 from lcodec.nets.exact8 import DIGIT_MAX, FRAC_MAX, FRAC_MIN, NARROW_MAX, WIDE_MAX
 from lcodec.quant import code_mask, importance_levels
 
@@ -69,7 +75,7 @@ class Tap:
     """Where the decoder's activation tensors pass, in one of three modes: recording each
     tensor's per-image largest magnitude (``fracs`` None); with ``fracs`` and ``trial``,
     recording the squared error of rounding it onto the grids ``fracs + d`` for each ``d`` of
-    :data:`~lcodec.nets.cwic2_exact8.GRID_TRIALS` (:func:`best_fracs` then picks); with
+    :data:`~lcodec.nets.cwic2_exact8.GRID_TRIALS` (``least_error_fracs`` then picks); with
     ``fracs`` alone, rounding it onto its per-image grid and saturating it (straight-through
     inside the bound)."""
 
@@ -92,8 +98,7 @@ class Tap:
             return x
         if self.trial:
             if name in self.fracs:
-                err = torch.stack([_rounding_error(x.detach(), self.fracs[name] + d, bound)
-                                   for d in GRID_TRIALS], 1)
+                err = rounding_errors(error_samples(x.detach()), self.fracs[name], bound)
                 seen = self.errors.get(name)
                 self.errors[name] = err if seen is None else seen + err
             return x
@@ -102,49 +107,17 @@ class Tap:
         return round_ste(v) / scale
 
 
-def _rounding_error(x: torch.Tensor, frac: torch.Tensor, bound: int) -> torch.Tensor:
-    """Per-image Σ (x − q(x))² for q = saturated rounding onto the grids ``frac`` (N,), over
-    the positions ``calibrate`` measures it on."""
-    scale = torch.exp2(frac).view(-1, 1, 1, 1)
-    x = error_samples(x)
-    q = torch.clamp(torch.round(x * scale), -bound, bound) / scale
-    return ((q - x) ** 2).sum((1, 2, 3))
-
-
 def grids(largest: dict[str, torch.Tensor], wide: frozenset[str]) -> dict[str, torch.Tensor]:
-    """Per-image grid exponents (N,) that hold 1.5× the largest values (no pair rule)."""
+    """Per-image grid exponents (N,) as ``GridSpec.from_largest`` picks them: the finest that
+    hold 1.5× the largest values, a fuse conv's two inputs on the coarser of theirs."""
     fracs = {}
     for name, top in largest.items():
         bound = WIDE_MAX if name in wide else NARROW_MAX
         f = torch.floor(torch.log2(bound / (top * HEADROOM).clamp_min(2.0**-60)))
-        fracs[name] = f.clamp(FRAC_MIN, FRAC_MAX - max(GRID_TRIALS))
-    return fracs
-
-
-def best_fracs(start: dict[str, torch.Tensor], errors: dict[str, torch.Tensor]
-               ) -> dict[str, torch.Tensor]:
-    """The grids of least squared error per image (as ``calibrate`` picks them): the fuse
-    convs' two inputs (:data:`SHARED`) together, on their coarser starting grid."""
-    trials = torch.tensor(GRID_TRIALS, dtype=torch.float32)
-    fracs = {}
-    for name, err in errors.items():
-        fracs[name] = start[name] + trials[err.argmin(1)]
+        fracs[name] = f.clamp(FRAC_MIN, FRAC_MAX)
     for c, y in SHARED:
-        base = torch.minimum(start[c], start[y])
-        joint = torch.stack([_shifted(errors[c], start[c] - base),
-                             _shifted(errors[y], start[y] - base)]).sum(0)
-        fracs[c] = fracs[y] = base + trials[joint.argmin(1)]
+        fracs[c] = fracs[y] = torch.minimum(fracs[c], fracs[y])
     return fracs
-
-
-def _shifted(err: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
-    """Errors (N, trials) of grids ``start + d`` re-indexed to ``start − by + d`` (trials the
-    tensor was not tried at count as infinite)."""
-    n, t = err.shape
-    idx = torch.arange(t).view(1, -1) - by.long().view(-1, 1)
-    ok = (idx >= 0) & (idx < t)
-    out = torch.gather(err, 1, idx.clamp(0, t - 1))
-    return torch.where(ok, out, torch.full_like(out, float("inf")))
 
 
 def _conv(m: torch.nn.Conv2d, x: torch.Tensor, quant: bool) -> torch.Tensor:
@@ -215,7 +188,7 @@ def qat_decode(net: CWIC2, s_y: torch.Tensor, s_c: torch.Tensor, knob: torch.Ten
         start = grids({k: v for k, v in calib.largest.items() if k in names}, wide)
         trial = Tap(start, wide, trial=True)
         synthesise(net, s_y, s_c, knob, trial)
-    return synthesise(net, s_y, s_c, knob, Tap(best_fracs(start, trial.errors), wide))
+    return synthesise(net, s_y, s_c, knob, Tap(least_error_fracs(start, trial.errors), wide))
 
 
 def float_decode(net: CWIC2, s_y: torch.Tensor, s_c: torch.Tensor, knob: torch.Tensor
