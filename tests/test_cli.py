@@ -51,8 +51,9 @@ def test_encode_decode_info_round_trip(tmp_path, crop_path, capsys) -> None:
     code, out, _ = run(["info", str(lic), "--json"], capsys)
     info = json.loads(out)
     assert code == 0 and (info["width"], info["height"]) == (128, 96)
-    assert set(info["sections"]) == {"importance", "luma", "chroma", "synthesis"}
-    assert info["synthesis"] == "EXACT_INT_V1"
+    assert set(info["sections"]) == {"importance", "luma", "chroma", "synthesis",
+                                     "synthesis_grids"}
+    assert info["synthesis"] == "EXACT_INT_V2"
 
 
 def test_json_statistics_are_printed_on_request(tmp_path, crop_path, capsys) -> None:

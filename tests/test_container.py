@@ -102,7 +102,7 @@ def test_header_is_tens_of_bytes() -> None:
 def test_layout_matches_the_spec() -> None:
     data = pack(make_lic(width=0x01020304, height=0x0A0B0C0D, rate_knob=-0.125))
     assert data[:4] == MAGIC == b"\x89LIC"
-    assert (data[MAJOR_OFFSET], data[MINOR_OFFSET]) == (FORMAT_MAJOR, FORMAT_MINOR) == (1, 1)
+    assert (data[MAJOR_OFFSET], data[MINOR_OFFSET]) == (FORMAT_MAJOR, FORMAT_MINOR) == (1, 2)
     assert data[6:10] == bytes([4, 3, 2, 1])  # little-endian width
     assert data[10:14] == bytes([0xD, 0xC, 0xB, 0xA])
     assert data[14] == ColourMode.RGB == 0 and data[15] == 8
@@ -128,8 +128,10 @@ def test_enum_values_are_frozen() -> None:
         "METADATA": 4,
         "ALPHA": 5,
         "SYNTHESIS": 6,
+        "SYNTHESIS_GRIDS": 7,
     }
-    assert {m.name: m.value for m in Synthesis} == {"FLOAT": 0, "EXACT_INT_V1": 1}
+    assert {m.name: m.value for m in Synthesis} == {"FLOAT": 0, "EXACT_INT_V1": 1,
+                                                    "EXACT_INT_V2": 2}
 
 
 def test_rate_knob_is_rounded_to_thousandths() -> None:
@@ -427,6 +429,75 @@ def test_bad_synthesis_sections_are_rejected() -> None:
     newer[MINOR_OFFSET] = FORMAT_MINOR + 1
     with pytest.raises(LicError, match="unknown synthesis 7.*upgrade lcodec"):
         unpack(with_header_crc(newer))
+
+
+# ------------------------------------------------------- synthesis EXACT_INT_V2 (format 1.2)
+
+GRIDS = bytes(range(40, 63))  # 23 bytes, as a v2 model with two refinement blocks has
+
+
+def test_exact_v2_round_trips_with_its_grids_as_the_last_section() -> None:
+    lic = make_lic(synthesis=Synthesis.EXACT_INT_V2, synthesis_grids=GRIDS)
+    data = pack(lic)
+    assert data[SECTION_COUNT_OFFSET] == 5
+    assert data[-len(GRIDS) - SECTION_HEADER_SIZE] == SectionType.SYNTHESIS_GRIDS == 7
+    assert data[-len(GRIDS):] == GRIDS
+    back = unpack(data)
+    assert back == lic and back.header.synthesis_grids == GRIDS
+    assert SectionType.SYNTHESIS_GRIDS not in back.sections
+    assert read_header(data)[1][-2:] == [(SectionType.SYNTHESIS, 1),
+                                          (SectionType.SYNTHESIS_GRIDS, len(GRIDS))]
+
+
+def test_grids_go_with_exact_v2_and_only_with_it_when_packing() -> None:
+    for synthesis, grids in ((Synthesis.EXACT_INT_V2, b""), (Synthesis.EXACT_INT_V1, GRIDS),
+                             (Synthesis.FLOAT, GRIDS)):
+        with pytest.raises(ValueError, match="only with it"):
+            pack(make_lic(synthesis=synthesis, synthesis_grids=grids))
+    with pytest.raises(ValueError, match="header fields"):
+        pack(LicFile(make_header(), {SectionType.SYNTHESIS_GRIDS: GRIDS}))
+
+
+def test_files_that_break_the_grid_rules_are_refused() -> None:
+    v1 = pack(make_lic(synthesis=Synthesis.EXACT_INT_V1))
+    v2_bare = bytearray(v1)
+    v2_bare[-1] = Synthesis.EXACT_INT_V2  # the synthesis byte is the payload's last byte
+    v2_bare = _section_crc_fixed(v2_bare)
+    cases = [
+        (v2_bare, "EXACT_INT_V2 without its synthesis grids section"),
+        (_append_section(v1, SectionType.SYNTHESIS_GRIDS, GRIDS),
+         "synthesis grids section in a EXACT_INT_V1 file"),
+        (_append_section(pack(make_lic()), SectionType.SYNTHESIS_GRIDS, GRIDS),
+         "synthesis grids section in a FLOAT file"),
+        (_append_section(bytes(v2_bare), SectionType.SYNTHESIS_GRIDS, b""),
+         "invalid synthesis grids section: empty"),
+    ]
+    for data, message in cases:
+        with pytest.raises(LicError, match=message):
+            unpack(with_header_crc(bytearray(data)))
+    old = bytearray(pack(make_lic(synthesis=Synthesis.EXACT_INT_V2, synthesis_grids=GRIDS)))
+    old[MINOR_OFFSET] = 1  # a 1.1 file cannot hold them
+    with pytest.raises(LicError, match="format 1.1 file"):
+        unpack(with_header_crc(old))
+
+
+def test_a_format_1_1_decoder_refuses_an_exact_v2_file_by_its_synthesis_byte() -> None:
+    """What lcodec 1.1 sees: synthesis 2, which it does not know, in a newer minor version
+    (so it says to upgrade); the grids section after it is one it skips by framing."""
+    data = pack(make_lic(synthesis=Synthesis.EXACT_INT_V2, synthesis_grids=GRIDS))
+    assert data[MINOR_OFFSET] == 2
+    at = len(data) - len(GRIDS) - SECTION_HEADER_SIZE - 1 - SECTION_HEADER_SIZE
+    assert struct.unpack_from("<BI", data, at) == (SectionType.SYNTHESIS, 1)
+    assert data[at + SECTION_HEADER_SIZE] == 2
+
+
+def _section_crc_fixed(data: bytearray) -> bytearray:
+    """Recompute the CRC of the last section after editing its one-byte payload."""
+    at = len(data) - 1 - SECTION_HEADER_SIZE
+    type_, length, _ = struct.unpack_from("<BII", data, at)
+    crc = zlib.crc32(data[-length:], zlib.crc32(struct.pack("<BI", type_, length)))
+    struct.pack_into("<BII", data, at, type_, length, crc)
+    return data
 
 
 def test_the_header_reports_the_format_version_the_file_was_written_in() -> None:

@@ -18,10 +18,21 @@ from lcodec.nets.exact8 import (
     WeightBlock,
     digits,
     fit_rows,
+    gemm_backend,
     limbs,
 )
 
 CPU = torch.device("cpu")
+BACKENDS = ["float32", "int8"]
+
+
+@pytest.fixture
+def backend(request, monkeypatch):
+    """Runs a test on one GEMM backend (LCODEC_EXACT_GEMM), the choice cache reset around."""
+    monkeypatch.setenv("LCODEC_EXACT_GEMM", request.param)
+    gemm_backend.cache_clear()
+    yield request.param
+    gemm_backend.cache_clear()
 
 
 def _reference(x: np.ndarray, w_q: np.ndarray) -> np.ndarray:
@@ -36,8 +47,10 @@ def _reference(x: np.ndarray, w_q: np.ndarray) -> np.ndarray:
     return out
 
 
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 @pytest.mark.parametrize("two_digits", [False, True])
-def test_the_tap_convolution_is_exact_at_the_extremes_of_every_operand(two_digits) -> None:
+def test_the_tap_convolution_is_exact_at_the_extremes_of_every_operand(two_digits,
+                                                                       backend) -> None:
     rng = np.random.default_rng(1)
     c, o = 192, 8  # 9·192 = 1728 products per sum, as the widest fuse conv
     top = 4063 if two_digits else 63
@@ -46,8 +59,9 @@ def test_the_tap_convolution_is_exact_at_the_extremes_of_every_operand(two_digit
         bound = WIDE_MAX if wide else NARROW_MAX
         x = rng.choice([-bound, bound], (5, 7, c))
         block = WeightBlock.of(w_q, two_digits, CPU, taps=9)
+        assert block.backend == backend
         acc = None
-        for limb, bits in limbs(torch.from_numpy(x).to(torch.int16), wide):
+        for limb, bits in limbs(torch.from_numpy(x).to(torch.int16), wide, backend):
             part = block.conv(limb).long() << bits
             acc = part if acc is None else acc + part
         assert np.array_equal(acc.numpy(), _reference(x, w_q))
@@ -59,9 +73,10 @@ def test_two_digits_and_two_limbs_recompose_the_integers() -> None:
     assert np.array_equal(64 * hi + lo, w) and np.abs(hi).max() <= 63
     assert lo.min() >= -32 and lo.max() <= 31
     x = torch.arange(-WIDE_MAX, WIDE_MAX + 1, dtype=torch.int16)
-    (lo_x, _), (hi_x, bits) = limbs(x, True)
+    (lo_x, _), (hi_x, bits) = limbs(x, True, "int8")
     assert torch.equal((hi_x.long() << bits) + lo_x.long(), x.long())
-    assert lo_x.min() >= 0 and lo_x.max() <= 127 and hi_x.abs().max() <= 128
+    lo_x, hi_x = lo_x.long(), hi_x.long()
+    assert lo_x.min() >= 0 and lo_x.max() <= 127 and hi_x.min() >= -128 and hi_x.max() <= 127
 
 
 def test_every_row_keeps_its_int32_bound() -> None:
@@ -77,7 +92,7 @@ def test_every_row_keeps_its_int32_bound() -> None:
         assert np.all(total * 2.0**left + rq.half.numpy() <= ACC_MAX)
 
 
-def test_a_conv_layer_gives_the_same_integers_at_one_and_two_threads() -> None:
+def _conv_outputs(threads: int) -> torch.Tensor:
     rng = np.random.default_rng(3)
     w = rng.standard_normal((24, 40, 3, 3)) * 0.2
     conv = Conv8(w, rng.standard_normal(24), [(16, Grid(9, True)), (24, Grid(9, False))],
@@ -86,13 +101,37 @@ def test_a_conv_layer_gives_the_same_integers_at_one_and_two_threads() -> None:
           torch.from_numpy(rng.integers(-127, 128, (33, 29, 24))).to(torch.int16)]
     before = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
-        one = conv(xs)
-        torch.set_num_threads(2)
-        two = conv(xs)
+        torch.set_num_threads(threads)
+        return conv(xs)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+def test_a_conv_layer_gives_the_same_integers_at_one_and_two_threads(backend) -> None:
+    one, two = _conv_outputs(1), _conv_outputs(2)
     assert torch.equal(one, two) and one.abs().max() <= NARROW_MAX
+
+
+def test_both_gemm_backends_give_the_same_integers(monkeypatch) -> None:
+    outs = []
+    for name in BACKENDS:
+        monkeypatch.setenv("LCODEC_EXACT_GEMM", name)
+        gemm_backend.cache_clear()
+        outs.append(_conv_outputs(1))
+    gemm_backend.cache_clear()
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_the_backend_is_chosen_by_the_cpu_unless_forced(monkeypatch) -> None:
+    monkeypatch.delenv("LCODEC_EXACT_GEMM", raising=False)
+    gemm_backend.cache_clear()
+    try:
+        assert gemm_backend("cuda") == "float32"
+        avx512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+        assert gemm_backend("cpu") in (("int8", "float32") if avx512 else ("float32",))
+    finally:
+        gemm_backend.cache_clear()
 
 
 def _spec(refine: int = 2) -> bytearray:

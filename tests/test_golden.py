@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 GOLDEN = Path(__file__).parent / "golden"
 MANIFEST = json.loads((GOLDEN / "MANIFEST.json").read_text())
+EXACT_SYNTHESES = ("EXACT_INT_V1", "EXACT_INT_V2")  # no tolerance for their pixels
 CHECK = """
 import json, sys
 import numpy as np
@@ -108,7 +110,7 @@ def test_golden_file_decodes_to_its_recorded_symbols_and_pixels(entry,
 def _assert_same_pixels(got: dict, entry: dict) -> str:
     """Check the decoded pixels; returns which branch passed them (printed by conftest).
     Files of the exact-integer synthesis have no tolerance branch."""
-    if entry.get("synthesis") == "EXACT_INT_V1":
+    if entry.get("synthesis") in EXACT_SYNTHESES:
         assert got["pixels_sha256"] == entry["pixels_sha256"], (
             "an exact-synthesis file decoded to other pixels than recorded")
         return "exact (integer synthesis, no tolerance)"
@@ -122,10 +124,10 @@ def _assert_same_pixels(got: dict, entry: dict) -> str:
             "samples")
 
 
-def _decode_in_fresh_process(path: Path, device: str) -> dict:
+def _decode_in_fresh_process(path: Path, device: str, env: dict | None = None) -> dict:
     code = CHECK.format(golden=str(GOLDEN), path=str(path), device=device)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+                         check=True, env=None if env is None else {**os.environ, **env})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -164,9 +166,23 @@ def test_a_cuda_encoded_file_decodes_on_the_cpu_to_the_coded_symbols(crop_rgb, e
             assert np.array_equal(a, b.cpu().numpy()), device
 
 
-EXACT = [e for e in MANIFEST if e.get("synthesis") == "EXACT_INT_V1"]
+EXACT = [e for e in MANIFEST if e.get("synthesis") in EXACT_SYNTHESES]
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not _cuda(),
                                                                  reason="no CUDA device"))]
+
+
+V2 = [e for e in MANIFEST if e.get("synthesis") == "EXACT_INT_V2"]
+
+
+@pytest.mark.parametrize("backend", ["int8", "float32"])
+def test_exact_v2_golden_files_decode_alike_on_both_gemm_backends(backend) -> None:
+    """int8 GEMMs (``torch._int_mm``) and float32 GEMMs on the same 8-bit operands give the
+    recorded pixels (nets/exact8.py: every sum is an integer below 2**24)."""
+    assert V2, "no EXACT_INT_V2 golden files"
+    for entry in V2:
+        got = _decode_in_fresh_process(GOLDEN / entry["file"], "cpu",
+                                       {"LCODEC_EXACT_GEMM": backend})
+        assert got["pixels_sha256"] == entry["pixels_sha256"], entry["file"]
 
 
 def test_there_are_exact_synthesis_golden_files_for_every_colour_mode() -> None:

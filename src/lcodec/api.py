@@ -168,10 +168,13 @@ def _fit_size(src: SourceImage, budget: int, target_bpp: float, model: str | Non
     def fit(info: models.ModelInfo) -> tuple[RateResult, models.LoadedModel, codec.Analysis]:
         loaded = models.load(info, device)
         analysis = codec.analyse(loaded, src, entropy, synthesis)
+        analysis.placeholder_grids = True  # sizes are exact; the chosen file gets its grids
         if analysis.coder.method == container.EntropyMethod.STATIC_CONTEXT_V1:
-            return fit_budget(analysis.encode, budget), loaded, analysis
-        return (fit_budget_two_stage(analysis.encode_static, analysis.encode, budget),
-                loaded, analysis)
+            res = fit_budget(analysis.encode, budget)
+        else:
+            res = fit_budget_two_stage(analysis.encode_static, analysis.encode, budget)
+        analysis.placeholder_grids = False
+        return RateResult(analysis.finish(res.data), res.knob), loaded, analysis
 
     return first_that_fits(((m.name, partial(fit, m)) for m in candidates), budget)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -105,9 +105,51 @@ class Analysis:
     p: torch.Tensor
     coder: EntropyCoder
     synthesis: Synthesis = Synthesis.FLOAT  # what the files' decoders compute pixels with
+    # EXACT_INT_V2: while True, files carry placeholder grids of the right length (so their
+    # size is exact) and :meth:`finish` gives one its real grids: rate control sizes many
+    # files but needs the grids, a float decode, of one
+    placeholder_grids: bool = False
 
     def codes(self, knob: float) -> Encoded:
         return self.model.net.quantize(self.e_y, self.e_c, self.p, knob)
+
+    def grids(self, knob: float) -> bytes:
+        """EXACT_INT_V2's grids for the file at ``knob``: calibrated on this image's codes
+        by the float decoder (in its windows), each tensor wide as the model's card says."""
+        from lcodec.nets.cwic2_exact8 import calibrate
+
+        knob = stored_knob(knob)
+        cache = self.__dict__.setdefault("_grids", {})
+        if knob not in cache:
+            codes = self.codes(knob)
+            tile, halo = tile_codes(self.model.config.stride)
+            h8, w8 = codes.qi.shape[2:]
+            wins = (Encoded(*(t[:, :, i0:i1, j0:j1] for t in (codes.qi, codes.luma,
+                                                               codes.chroma)), knob=knob)
+                    for _, _, i0, i1 in windows(h8, tile, halo)
+                    for _, _, j0, j1 in windows(w8, tile, halo))
+            cache[knob] = calibrate(self.model.net, wins, self.model.exact_v2_wide).codes
+        return cache[knob]
+
+    def _header_grids(self, knob: float) -> bytes:
+        if self.synthesis != Synthesis.EXACT_INT_V2:
+            return b""
+        if self.placeholder_grids:
+            from lcodec.nets.cwic2_exact8 import tensor_names
+
+            return bytes(len(tensor_names(self.model.config.refine)))
+        return self.grids(knob)
+
+    def finish(self, data: bytes) -> bytes:
+        """A file :meth:`encode` wrote with placeholder grids, with its real grids (the same
+        size); any other file as it is."""
+        lic = container.unpack(data)
+        if lic.header.synthesis != Synthesis.EXACT_INT_V2:
+            return data
+        grids = self.grids(lic.header.rate_knob)
+        if lic.header.synthesis_grids == grids:
+            return data
+        return container.pack(replace(lic, header=replace(lic.header, synthesis_grids=grids)))
 
     def encode(self, knob: float, coder: EntropyCoder | None = None,
                timer: Timer = untimed) -> bytes:
@@ -131,7 +173,7 @@ class Analysis:
                 width=src.width, height=src.height, colour_mode=mode, bit_depth=8,
                 model_id=self.model.info.model_id, rate_knob=knob,
                 entropy_method=coder.method, entropy_id=coder.entropy_id,
-                synthesis=self.synthesis,
+                synthesis=self.synthesis, synthesis_grids=self._header_grids(knob),
             )
             return container.pack(LicFile(header, sections))
 
@@ -173,8 +215,9 @@ class Analysis:
 
 
 def synthesis_for_encoding(model: LoadedModel, synthesis: str = "auto") -> Synthesis:
-    """The synthesis new files name: "auto" is EXACT_INT_V1 where the model has an exact
-    decoder (network v2), else FLOAT; "exact" and "float" ask for one explicitly."""
+    """The synthesis new files name: "auto" is the model's exact synthesis where it has one
+    (network v2: EXACT_INT_V2 where its card opts in, else EXACT_INT_V1), else FLOAT;
+    "exact" and "float" ask for one explicitly."""
     if synthesis not in ("auto", "exact", "float"):
         raise LcodecError(f"unknown synthesis {synthesis!r}; use auto, exact or float")
     if synthesis == "float" or (synthesis == "auto" and not model.has_exact):
@@ -182,6 +225,8 @@ def synthesis_for_encoding(model: LoadedModel, synthesis: str = "auto") -> Synth
     if not model.has_exact:
         raise LcodecError(f"model {model.info.name} has no exact synthesis (only network v2 "
                           "models have one); use --synthesis float")
+    if model.exact_v2_wide is not None:
+        return Synthesis.EXACT_INT_V2
     return Synthesis.EXACT_INT_V1
 
 
@@ -294,9 +339,20 @@ def verify(analysis: Analysis, data: bytes) -> None:
         if not np.array_equal(a, b):
             raise LcodecError("internal error: the encoded file does not decode to the coded "
                               "symbols; nothing was written (please report this)")
+    if lic.header.synthesis_grids != analysis._header_grids(lic.header.rate_knob):
+        raise LcodecError("internal error: the encoded file does not carry the image's "
+                          "synthesis grids; nothing was written (please report this)")
 
 
-def _require_exact(model: LoadedModel) -> None:
+def _require_exact(model: LoadedModel, synthesis: Synthesis, grids: bytes):
+    """Refuses a file whose exact synthesis the model does not have, or whose EXACT_INT_V2
+    grids do not fit the model; returns those grids as a ``GridSpec`` (else None)."""
+    if synthesis == Synthesis.FLOAT:
+        return None
+    if synthesis == Synthesis.EXACT_INT_V2 and model.has_exact:
+        from lcodec.nets.cwic2_exact8 import GridSpec
+
+        return GridSpec.parse(grids, model.config.refine)
     if not model.has_exact:
         raise LicError(f"the file asks for the exact synthesis, which model {model.info.name} "
                        "does not have")
@@ -317,24 +373,35 @@ def _exact_window(model: LoadedModel, win: Encoded, gray: bool, rows: slice, col
     return rgb[rows, cols].cpu().numpy()
 
 
+def _exact_v2_window(spec) -> object:
+    """Synthesis EXACT_INT_V2 of one window, on the file's grids ``spec``."""
+    def window(model: LoadedModel, win: Encoded, gray: bool, rows: slice, cols: slice
+               ) -> np.ndarray:
+        rgb = model.exact8.pixels(win.qi, win.luma, win.chroma, win.knob, spec, gray)
+        return rgb[rows, cols].cpu().numpy()
+    return window
+
+
 @torch.no_grad()
 def reconstruct(model: LoadedModel, codes: Encoded, width: int, height: int,
-                gray: bool = False, synthesis: Synthesis = Synthesis.FLOAT) -> np.ndarray:
+                gray: bool = False, synthesis: Synthesis = Synthesis.FLOAT,
+                grids: bytes = b"") -> np.ndarray:
     """Run the decoder networks in windows; (height, width, 3) uint8.
 
-    With EXACT_INT_V1 every pixel is an exact integer function of the codes within
-    ``model.exact.reach_codes`` positions of it, so any window layout whose halo is at least
-    that gives the very same pixels (docs/format.md)."""
+    With EXACT_INT_V1 and EXACT_INT_V2 (on the file's ``grids``) every pixel is an exact
+    integer function of the codes within ``reach_codes`` positions of it, so any window
+    layout whose halo is at least that gives the very same pixels (docs/format.md)."""
     s = model.config.stride
     h8, w8 = codes.qi.shape[2:]
     tile, halo = tile_codes(s)
-    if synthesis == Synthesis.EXACT_INT_V1:
-        _require_exact(model)
+    if synthesis != Synthesis.FLOAT:
+        spec = _require_exact(model, synthesis, grids)
         tile, halo = max(1, EXACT_TILE_PIXELS // s), EXACT_HALO_PIXELS // s
-        if halo < model.exact.reach_codes:
+        exact = model.exact if synthesis == Synthesis.EXACT_INT_V1 else model.exact8
+        if halo < exact.reach_codes:
             raise LcodecError("internal error: the window halo is below the exact decoder's "
                               "reach")
-        window = _exact_window
+        window = _exact_window if spec is None else _exact_v2_window(spec)
     else:
         window = _float_window
     out = np.empty((height, width, 3), dtype=np.uint8)
@@ -357,12 +424,13 @@ def decode(model: LoadedModel, lic: LicFile, timer: Timer = untimed) -> Decoded:
     gray = hdr.colour_mode == ColourMode.GRAY
     if hdr.colour_mode == ColourMode.RGBA and SectionType.ALPHA not in lic.sections:
         raise LicError("the file is RGBA but has no alpha section")
-    if hdr.synthesis == Synthesis.EXACT_INT_V1:
-        _require_exact(model)  # before the entropy decoding, not after it
+    # before the entropy decoding, not after it
+    _require_exact(model, hdr.synthesis, hdr.synthesis_grids)
     symbols = decode_symbols(model, lic, timer)
     with timer("network"):
         codes = _as_encoded(model, symbols, hdr.rate_knob)  # int64 per window
-        pixels = reconstruct(model, codes, hdr.width, hdr.height, gray, hdr.synthesis)
+        pixels = reconstruct(model, codes, hdr.width, hdr.height, gray, hdr.synthesis,
+                             hdr.synthesis_grids)
     with timer("container"):
         alpha = None
         if SectionType.ALPHA in lic.sections:

@@ -38,7 +38,7 @@ __all__ = [
 
 MAGIC = b"\x89LIC"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 1  # 1.1 added the SYNTHESIS section
+FORMAT_MINOR = 2  # 1.1 added the SYNTHESIS section; 1.2 EXACT_INT_V2 and SYNTHESIS_GRIDS
 DEFAULT_MAX_PIXELS = 100_000_000  # decompression-bomb limit (a 48 MP photo fits twice)
 ID_SIZE = 8  # model id and entropy model id: first 8 bytes of a SHA-256
 SUPPORTED_BIT_DEPTH = 8
@@ -83,6 +83,7 @@ class SectionType(IntEnum):
     METADATA = 4
     ALPHA = 5
     SYNTHESIS = 6  # since 1.1: names the decoder synthesis; parsed into Header.synthesis
+    SYNTHESIS_GRIDS = 7  # since 1.2: EXACT_INT_V2's grids; parsed into Header.synthesis_grids
 
 
 class Synthesis(IntEnum):
@@ -90,9 +91,11 @@ class Synthesis(IntEnum):
 
     FLOAT = 0  # floating-point decoder networks: pixels may differ by rounding between machines
     EXACT_INT_V1 = 1  # integer-exact decoder (network v2): the same pixels everywhere
+    EXACT_INT_V2 = 2  # since 1.2: the same on 8-bit operands, on the file's grids (faster)
 
 
 _SYNTHESIS_PAYLOAD = 1  # bytes: u8 Synthesis
+_GRIDS_SINCE = (1, 2)  # EXACT_INT_V2 and its SYNTHESIS_GRIDS section
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,9 @@ class Header:
     entropy_method: EntropyMethod
     entropy_id: bytes = bytes(ID_SIZE)
     synthesis: Synthesis = Synthesis.FLOAT  # stored in a SYNTHESIS section, not in the 40 bytes
+    # EXACT_INT_V2 only: one byte per activation tensor (a SYNTHESIS_GRIDS section; the
+    # decoder checks them against the model, nets/cwic2_exact8.GridSpec)
+    synthesis_grids: bytes = b""
     # The format version the file was read with (not compared; pack writes the current one).
     version: tuple[int, int] = field(default=(FORMAT_MAJOR, FORMAT_MINOR), compare=False)
 
@@ -166,11 +172,19 @@ def pack(lic: LicFile) -> bytes:
     sections = sorted((SectionType(t), bytes(p)) for t, p in lic.sections.items())
     if len({t for t, _ in sections}) != len(sections):
         raise ValueError("section types must be distinct")
-    if any(t == SectionType.SYNTHESIS for t, _ in sections):
-        raise ValueError("the synthesis is a header field (Header.synthesis), not a section")
+    if any(t in (SectionType.SYNTHESIS, SectionType.SYNTHESIS_GRIDS) for t, _ in sections):
+        raise ValueError("the synthesis and its grids are header fields (Header.synthesis, "
+                         "Header.synthesis_grids), not sections")
     synthesis = Synthesis(h.synthesis)
+    grids = bytes(h.synthesis_grids)
+    if (synthesis == Synthesis.EXACT_INT_V2) != bool(grids):
+        raise ValueError("synthesis grids go with synthesis EXACT_INT_V2, and only with it")
+    if len(grids) > _U8_MAX:
+        raise ValueError(f"at most {_U8_MAX} synthesis grid bytes, got {len(grids)}")
     if synthesis != Synthesis.FLOAT:  # FLOAT files keep the 1.0 layout: no section at all
         sections.append((SectionType.SYNTHESIS, bytes([synthesis])))
+    if grids:
+        sections.append((SectionType.SYNTHESIS_GRIDS, grids))
     if len(sections) > _U8_MAX:
         raise ValueError(f"at most {_U8_MAX} sections fit in a .lic file, got {len(sections)}")
 
@@ -288,6 +302,7 @@ def _parse(
     listing: list[tuple[SectionType, int]] = []
     payloads: dict[SectionType, bytes] = {}
     synthesis = Synthesis.FLOAT
+    grids = b""
     pos = HEADER_SIZE
     previous = 0  # section types must be strictly ascending (this also rules out duplicates)
     for index in range(n_sections):
@@ -321,12 +336,22 @@ def _parse(
         listing.append((SectionType(section_type), length))
         if section_type == SectionType.SYNTHESIS:
             synthesis = _synthesis(payload, upgrade_hint)
+        elif section_type == SectionType.SYNTHESIS_GRIDS:
+            grids = _grids(payload, (major, minor))
         elif keep_payloads:
             payloads[SectionType(section_type)] = bytes(payload)
 
     if pos != size:
         raise LicError(f"trailing data after the last section ({size - pos} bytes)")
-    return replace(header, synthesis=synthesis, version=(major, minor)), listing, payloads
+    if synthesis == Synthesis.EXACT_INT_V2 and (major, minor) < _GRIDS_SINCE:
+        raise LicError(f"synthesis EXACT_INT_V2 in a format {major}.{minor} file (it needs "
+                       "format 1.2); the file is corrupted")
+    if (synthesis == Synthesis.EXACT_INT_V2) != bool(grids):
+        raise LicError("synthesis EXACT_INT_V2 without its synthesis grids section"
+                       if not grids else
+                       f"a synthesis grids section in a {synthesis.name} file")
+    header = replace(header, synthesis=synthesis, synthesis_grids=grids, version=(major, minor))
+    return header, listing, payloads
 
 
 def _synthesis(payload: memoryview, upgrade_hint: str) -> Synthesis:
@@ -337,6 +362,17 @@ def _synthesis(payload: memoryview, upgrade_hint: str) -> Synthesis:
     if not _is_member(Synthesis, payload[0]):
         raise LicError(f"unknown synthesis {payload[0]} in the file{upgrade_hint}")
     return Synthesis(payload[0])
+
+
+def _grids(payload: memoryview, version: tuple[int, int]) -> bytes:
+    """The SYNTHESIS_GRIDS section's payload: at least one byte, only in format ≥ 1.2 (its
+    length and bytes are checked against the model when the file is decoded)."""
+    if version < _GRIDS_SINCE:
+        raise LicError(f"a synthesis grids section in a format {version[0]}.{version[1]} file "
+                       "(it needs format 1.2); the file is corrupted")
+    if not len(payload):
+        raise LicError("invalid synthesis grids section: empty")
+    return bytes(payload)
 
 
 def unpack(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LicFile:

@@ -178,6 +178,7 @@ class LoadedModel:
         self.device = torch.device(device)
         self._tcae = None
         self._exact = None
+        self._exact8 = None
 
     @property
     def has_exact(self) -> bool:
@@ -193,6 +194,27 @@ class LoadedModel:
                 if self._exact is None:
                     self._exact = self.net.exact_synthesis()
         return self._exact
+
+    @property
+    def exact8(self):
+        """The 8-bit-operand exact decoder (synthesis EXACT_INT_V2) derived from these
+        weights (built on first use), or None for a network without one."""
+        if self._exact8 is None and self.has_exact:
+            with _LOCK:
+                if self._exact8 is None:
+                    self._exact8 = self.net.exact_synthesis_v2()
+        return self._exact8
+
+    @property
+    def exact_v2_wide(self) -> frozenset[str] | None:
+        """The tensors this model's new EXACT_INT_V2 files hold in 15 bits (the encoder's
+        choice, from the card's ``synthesis`` entry ``{"exact": "exact_int_v2", "wide":
+        [...]}``), or None when the card does not opt the model into EXACT_INT_V2 (its new
+        exact files are EXACT_INT_V1). Decoders read each file's choice from its grids."""
+        entry = self.info.card.get("synthesis", {})
+        if not self.has_exact or entry.get("exact") != "exact_int_v2":
+            return None
+        return frozenset(entry.get("wide", ()))
 
     @property
     def tcae(self):

@@ -49,6 +49,9 @@ GOLDEN_MODELS = {
              "v2-mse-36ad74d8f2540b33": "v2-mse-36ad74d8-",
              "v2-msssim-815bb00866fd5abd": "v2-msssim-815bb008-",
              "v2-mse-fffc224be2680914": "v2-mse-fffc224b-"},
+    # Format 1.2 added EXACT_INT_V2 (8-bit operands, the file's grids): the model whose card
+    # opts into it.
+    "v1.2": {"v2-mse-fffc224be2680914": "v2-mse-fffc224b-"},
 }
 
 

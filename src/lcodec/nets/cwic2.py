@@ -305,6 +305,12 @@ class CWIC2(nn.Module):
 
         return ExactSynthesis(self)
 
+    def exact_synthesis_v2(self):
+        """The 8-bit-operand exact decoder (synthesis EXACT_INT_V2) of these weights."""
+        from lcodec.nets.cwic2_exact8 import ExactSynthesis8
+
+        return ExactSynthesis8(self)
+
     @torch.no_grad()
     def analyse(self, ycc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.analyse_logits(ycc)

@@ -11,11 +11,13 @@ A 3×3 convolution is nine GEMMs (one per tap, on views of the padded input) per
 and activation limb, against all weight digits. What makes every result the same integer
 everywhere (docs/format.md, "The same layers on an AVX2 CPU"):
 
-* the GEMMs run in float32 on operands that are integers of at most 8 significant bits
-  (exact in float32, and in TF32 or bf16 should a backend use them), and every sum of
-  products is an integer below 128 · 63 · K ≤ 128 · 63 · 2048 < 2**24 in magnitude, which
-  float32 holds exactly: in any order, blocking, FMA use or thread count, the result is the
-  same integer;
+* every GEMM operand is an int8 value and every sum of products an integer below
+  128 · 63 · K ≤ 128 · 63 · 2048 < 2**24 in magnitude. Two backends compute them, with the
+  same results: int8 GEMMs with int32 sums (``torch._int_mm``, one GEMM over an im2col
+  copy per conv and limb; where the CPU has fast int8 dot products, AVX-512), or float32
+  GEMMs on the same values (nine per conv, on views), which are exact because float32 holds
+  every such integer: in any order, blocking, FMA use or thread count, the result is the
+  same integer (:func:`gemm_backend`);
 * digit and limb sums combine by shifts and adds in int32, and requantize per row by
   ``((acc + B) << l + 2**(r−1)) >> r`` (round half up, arithmetic shift); when a layer is
   built each row's exponent is lowered until the bound of every such int32 value holds
@@ -29,7 +31,9 @@ from the float weights with exact float64 operations (``ldexp``, ``frexp``) and 
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,13 +56,47 @@ OUT_MAX = 2**26 - 1
 ACC_MAX = 2**31 - 1  # every int32 value a layer computes stays within ±ACC_MAX
 SHIFT_MAX = 30  # largest shift a requantization may use
 FRAC_MIN, FRAC_MAX = -32, 95  # the grids one byte can name
+THREE_ROW_MAX_O = 64  # int8 3×3 convs with at most this many outputs: three row GEMMs
+
+GEMM_ENV = "LCODEC_EXACT_GEMM"  # int8 | float32: force a backend (tests, measurements)
+
+
+@functools.cache
+def gemm_backend(device: str = "cpu") -> str:
+    """``"int8"`` (``torch._int_mm``) on a CPU with AVX-512 whose int8 GEMM gives the exact
+    sums of operands at the limits (checked once), else ``"float32"`` (GPUs; AVX2 CPUs, where
+    oneDNN has no fast int8 kernel: 25× slower than float32 there). Both give the same
+    integers; ``LCODEC_EXACT_GEMM`` overrides the choice."""
+    forced = os.environ.get(GEMM_ENV)
+    if forced in ("int8", "float32"):
+        return forced
+    if device != "cpu" or not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return "float32"
+    # operands at the limits: activation limbs ±127/−128, weight digits ±63, K = K_MAX
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randint(-128, 128, (64, K_MAX), dtype=torch.int8, generator=gen)
+    a[:8] = 127
+    a[8:16] = -128
+    b = torch.randint(-DIGIT_MAX, DIGIT_MAX + 1, (K_MAX, 16), dtype=torch.int8, generator=gen)
+    b[:, :4] = DIGIT_MAX
+    b[:, 4:8] = -DIGIT_MAX
+    try:
+        ok = torch.equal(torch._int_mm(a, b), (a.double() @ b.double()).to(torch.int32))
+    except RuntimeError:
+        ok = False
+    return "int8" if ok else "float32"
+
+
+def operand(x: torch.Tensor, backend: str) -> torch.Tensor:
+    """Integer values of int8 range as the backend's GEMM operand dtype."""
+    return x.to(torch.int8 if backend == "int8" else torch.float32)
+
 
 def int_gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(N, K) × (K, O) float32 tensors of int8 values (activation limbs, weight digits) ->
-    the exact (N, O) int32 sums. Every operand has at most 8 significant bits (exact in
-    float32, TF32 and bf16 alike) and every partial sum, in any order, is an integer below
-    2**24 in magnitude, which float32 holds exactly: the GEMM's blocking, order, FMA use or
-    thread count cannot change the result."""
+    """(N, K) × (K, O) operands of int8 values (activation limbs, weight digits; int8 or
+    float32 tensors) -> the exact (N, O) int32 sums."""
+    if a.dtype == torch.int8:
+        return torch._int_mm(a, b)
     return torch.mm(a, b).to(torch.int32)
 
 
@@ -98,18 +136,18 @@ def norm_frac(largest: float, headroom: float = 1.5) -> int:
     return _finest_frac(NORM_MAX, largest, headroom)
 
 
-def limbs(x: torch.Tensor, wide: bool) -> list[tuple[torch.Tensor, int]]:
-    """GEMM operands (int8 values as float32) and their bit weights: [(x, 0)], or for a wide
-    tensor [(lo, 0), (hi, 7)] with x = 128·hi + lo, lo in 0…127 (arithmetic shift)."""
+def limbs(x: torch.Tensor, wide: bool, backend: str) -> list[tuple[torch.Tensor, int]]:
+    """GEMM operands and their bit weights: [(x, 0)], or for a wide tensor [(lo, 0),
+    (hi, 7)] with x = 128·hi + lo, lo in 0…127 (arithmetic shift)."""
     if not wide:
-        return [(x.float(), 0)]
-    return [((x & 127).float(), 0), ((x >> LIMB_BITS).float(), LIMB_BITS)]
+        return [(operand(x, backend), 0)]
+    return [(operand(x & 127, backend), 0), (operand(x >> LIMB_BITS, backend), LIMB_BITS)]
 
 
-def limb_sum(x: torch.Tensor, wide: bool, product, acc: torch.Tensor | None = None
-             ) -> torch.Tensor:
+def limb_sum(x: torch.Tensor, wide: bool, product, backend: str,
+             acc: torch.Tensor | None = None) -> torch.Tensor:
     """``acc`` + Σ over the limbs of ``x`` of ``product(limb) << bits`` (int32)."""
-    for limb, bits in limbs(x, wide):
+    for limb, bits in limbs(x, wide, backend):
         part = product(limb)
         if bits:
             part.bitwise_left_shift_(bits)
@@ -118,13 +156,30 @@ def limb_sum(x: torch.Tensor, wide: bool, product, acc: torch.Tensor | None = No
 
 
 def conv3x3(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """(H, W, C) limb values × (9, C, O) weight digits -> (H, W, O) int32: the zero-padded
-    3×3 convolution as nine GEMMs on views, no copies. The input is padded and flattened
-    with row length ``wp = W + 2``; tap (di, dj) then reads the contiguous run of ``H·wp``
-    rows starting at ``di·wp + dj``, and the two extra columns per row are dropped. Each
-    tap's sums and their running total stay below 2**24 (the bound of all 9·C products), so
-    float32 accumulation is exact."""
+    """(H, W, C) limb values × weight digits -> (H, W, O) int32: the zero-padded 3×3
+    convolution. int8 operands: one GEMM over an im2col copy ((H·W, 9C), tap-major) against
+    (9C, O) digits, or for few outputs three GEMMs, one per tap row, on views of a copy of
+    the three column shifts (faster there). float32 operands: nine GEMMs on views against
+    (9, C, O) digits, no copies: the input is padded and flattened with row length
+    ``wp = W + 2``, tap (di, dj) reads the contiguous run of ``H·wp`` rows starting at
+    ``di·wp + dj``, and the two extra columns per row are dropped. Each tap's sums and their
+    running total stay below 2**24 (the bound of all 9·C products), so float32 accumulation
+    is exact."""
     h, w, c = x.shape
+    if x.dtype == torch.int8:
+        xp = F.pad(x, (0, 0, 1, 1, 1, 1))
+        s0, s1, _ = xp.stride()
+        o = taps.shape[1]
+        if o > THREE_ROW_MAX_O:  # cols[i, j, di, dj] = xp[i + di, j + dj]: one strided copy
+            cols = xp.as_strided((h, w, 3, 3, c), (s0, s1, s0, s1, 1)).reshape(h * w, 9 * c)
+            return torch._int_mm(cols, taps).view(h, w, o)
+        # few outputs: copy the three column shifts only; each tap row is then a view
+        cols = xp.as_strided((h + 2, w, 3, c), (s0, s1, s1, 1)).reshape((h + 2) * w, 3 * c)
+        rows = taps.view(3, 3 * c, o)
+        acc = torch._int_mm(cols[: h * w], rows[0])
+        for di in (1, 2):
+            acc.add_(torch._int_mm(cols[di * w : di * w + h * w], rows[di]))
+        return acc.view(h, w, o)
     wp = w + 2
     flat = F.pad(x, (0, 0, 1, 1, 1, 2)).reshape(-1, c)  # one spare row for the last tap
     n = h * wp
@@ -150,23 +205,25 @@ def digits(w_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class WeightBlock:
-    """(O, K) integer weights as GEMM operands (int8 values as float32): (K, O) single digits
+    """(O, K) integer weights as GEMM operands of the backend's dtype: (K, O) single digits
     (7-bit weights, |w_q| ≤ 63) or (K, 2·O), the low digits then the high digits (13-bit
     weights)."""
 
     block: torch.Tensor
     two_digits: bool
+    backend: str
 
     @classmethod
     def of(cls, w_q: np.ndarray, two_digits: bool, device: torch.device,
            taps: int = 1) -> WeightBlock:
-        """``w_q`` (O, taps·C), ordered (tap, c): a (K, O') block, or (taps, C, O') for a
-        3×3 convolution (O' = O or 2·O)."""
+        """``w_q`` (O, taps·C), ordered (tap, c): a (K, O') block, for a 3×3 convolution on
+        the float32 backend (taps, C, O') (O' = O or 2·O)."""
+        backend = gemm_backend(torch.device(device).type)
         block = np.concatenate(digits(w_q), 0).T if two_digits else w_q.T  # (K, O')
-        if taps > 1:
+        if taps > 1 and backend == "float32":
             block = block.reshape(taps, -1, block.shape[1])
-        return cls(torch.from_numpy(np.ascontiguousarray(block).astype(np.float32)).to(device),
-                   two_digits)
+        t = torch.from_numpy(np.ascontiguousarray(block).astype(np.float32))
+        return cls(operand(t, backend).to(device), two_digits, backend)
 
     def combine(self, out: torch.Tensor) -> torch.Tensor:
         """Digit sums (…, O') int32 -> (…, O): lo + 64·hi for two digits."""
@@ -286,7 +343,7 @@ class Conv8:
         """Parts (H, W, C_p) int16 -> (H, W, O) int16 (int32 for the last layers)."""
         acc = None
         for x, (wt, wide) in zip(xs, self.parts, strict=True):
-            acc = limb_sum(x, wide, wt.conv, acc)
+            acc = limb_sum(x, wide, wt.conv, wt.backend, acc)
         self.requant(acc).clamp_(self.lo, self.hi)
         return acc.to(self.dtype)
 
@@ -311,6 +368,7 @@ class IGDN8:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         h, w, c = x.shape
         flat = x.reshape(h * w, c)
-        norm = self.norm(limb_sum(flat.abs(), self.wide, self.gamma.gemm)).clamp_(0, NORM_MAX)
+        norm = self.norm(limb_sum(flat.abs(), self.wide, self.gamma.gemm, self.gamma.backend))
+        norm.clamp_(0, NORM_MAX)
         y = norm.mul_(flat).add_(1 << (self.shift - 1)).bitwise_right_shift_(self.shift)
         return y.clamp_(-self.bound, self.bound).to(torch.int16).view(h, w, c)

@@ -76,6 +76,7 @@ class RDConfig:
     lam_range: tuple[float, float] | None = None  # λ at knob −1 and +1 (None: the net's own)
     flat_fraction: float = 0.0  # share of crops replaced by flat or smooth synthetic colours
     flat_weight: float = 1.0  # their distortion counts this many times (colour accuracy)
+    mean_weight: float = 0.0  # adds this many times each crop's squared mean-colour error
     mse_mix: float = 0.0  # msssim runs: this much of the MSE distortion is added (colour hold)
     rate: str = "code_length"  # code_length | mask_count (the ablation: v1's rate term)
     warmup_steps: int = 0  # LR ramps up over this many steps after the optimizer starts afresh
@@ -126,19 +127,25 @@ MSSSIM_SCALE = 2000.0
 
 
 def distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str,
-               mse_mix: float = 0.0) -> torch.Tensor:
+               mse_mix: float = 0.0, mean_weight: float = 0.0) -> torch.Tensor:
     """Per-image distortion on the RGB scale 0..255: MSE, or ``MSSSIM_SCALE``·(1 − MS-SSIM)
-    (msssim, window 7 so that 112² crops have five scales) plus ``mse_mix``·MSE.
+    (msssim, window 7 so that 112² crops have five scales) plus ``mse_mix``·MSE; plus
+    ``mean_weight`` times the squared error of the crop's mean colour (a colour cast, which
+    MSE weighs no more than noise of the same energy).
 
     Always fp32: under bf16 autocast the colour conversion would round to 8 mantissa bits.
     """
     with torch.autocast(x.device.type, enabled=False):
-        return _distortion(x.float(), x_hat.float(), kind, mse_mix)
+        return _distortion(x.float(), x_hat.float(), kind, mse_mix, mean_weight)
 
 
-def _distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str, mse_mix: float) -> torch.Tensor:
+def _distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str, mse_mix: float,
+                mean_weight: float) -> torch.Tensor:
     rgb, rgb_hat = ycbcr_to_rgb(x), ycbcr_to_rgb(x_hat)
     mse = 255.0**2 * ((rgb - rgb_hat) ** 2).mean((1, 2, 3))
+    if mean_weight:
+        cast = 255.0**2 * ((rgb - rgb_hat).mean((2, 3)) ** 2).mean(1)
+        mse = mse + mean_weight * cast
     if kind == "mse":
         return mse
     from pytorch_msssim import ms_ssim
@@ -156,7 +163,7 @@ def rd_loss(net: CWIC2, x: torch.Tensor, knob: torch.Tensor, cfg: RDConfig,
     out = net(x, knob, use_mask=cfg.use_mask, decoder_noise=decoder_noise,
               mask_count_rate=cfg.rate == "mask_count")
     bpp = out["bits"] / (x.shape[2] * x.shape[3])
-    dist = distortion(x, out["x_hat"], cfg.distortion, cfg.mse_mix)
+    dist = distortion(x, out["x_hat"], cfg.distortion, cfg.mse_mix, cfg.mean_weight)
     lam = lam_of(knob, lam_range)
     weight = torch.sqrt(math.sqrt(lam_range[0] * lam_range[1]) / lam)
     scaled = dist if dist_weight is None else dist * dist_weight
@@ -179,7 +186,7 @@ def decoder_loss(net: CWIC2, x: torch.Tensor, knob: torch.Tensor, cfg: RDConfig,
         x_hat = qat_decode(net, s_y, s_c, knob, frozenset(cfg.qat_wide))
     else:
         x_hat = float_decode(net, s_y, s_c, knob)
-    dist = distortion(x, x_hat, cfg.distortion, cfg.mse_mix)
+    dist = distortion(x, x_hat, cfg.distortion, cfg.mse_mix, cfg.mean_weight)
     lam = lam_of(knob, lam_range)
     weight = torch.sqrt(math.sqrt(lam_range[0] * lam_range[1]) / lam)
     scaled = dist if dist_weight is None else dist * dist_weight
