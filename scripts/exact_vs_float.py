@@ -1,10 +1,11 @@
 """PSNR and decode time of the exact vs the float synthesis on the same symbols (issue 15).
 
-    python scripts/exact_vs_float.py encode OUT_DIR IMAGE...   # writes NAME.exact.lic, .float.lic
-    python scripts/exact_vs_float.py decode OUT_DIR exact|float THREADS IMAGE...
+    python scripts/exact_vs_float.py encode OUT_DIR IMAGE...   # NAME.{v2,v1,float}.lic
+    python scripts/exact_vs_float.py decode OUT_DIR v2|v1|float THREADS IMAGE...
 
-``encode`` analyses each image once and writes the two files at knob 0 (same symbols; the
-exact one has the 10-byte SYNTHESIS section). ``decode`` decodes one kind in this process
+``encode`` analyses each image once and writes three files at knob 0 with the same symbols:
+EXACT_INT_V2 (what the default model writes: a SYNTHESIS and a SYNTHESIS_GRIDS section),
+the same symbols naming EXACT_INT_V1, and FLOAT. ``decode`` decodes one kind in this process
 (after a warm-up decode that loads the model and builds the exact layers), prints wall and
 CPU seconds, PSNR and the pixel hash, writes NAME.KIND.tTHREADS.png, and the peak RSS.
 Run each kind in its own process so the peak RSS is that kind's.
@@ -23,24 +24,30 @@ import torch
 from PIL import Image
 
 GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden"
-WARM = {"exact": "v1.1-v2-mse-static-rgb-odd.lic", "float": "v1.0-v2-mse-static-rgb-odd.lic"}
+WARM = {"v2": "v1.2-v2-mse-fffc224b-static-rgb-odd.lic",
+        "v1": "v1.1-v2-mse-fffc224b-static-rgb-odd.lic",
+        "float": "v1.0-v2-mse-static-rgb-odd.lic"}
 
 
 def encode(out: Path, images: list[str]) -> None:
-    from lcodec import api, codec, models
+    from dataclasses import replace
+
+    from lcodec import api, codec, container, models
     from lcodec.container import Synthesis
 
     torch.set_num_threads(1)
     model = models.load(models.find("v2-mse"))
     for image in images:
         analysis = codec.analyse(model, api.as_source(image))
-        exact = analysis.encode(0.0)
-        analysis.synthesis = Synthesis.FLOAT
-        floats = analysis.encode(0.0)
+        files = {"v2": analysis.encode(0.0)}
+        lic = container.unpack(files["v2"])
+        for kind, synthesis in (("v1", Synthesis.EXACT_INT_V1), ("float", Synthesis.FLOAT)):
+            files[kind] = container.pack(replace(lic, header=replace(
+                lic.header, synthesis=synthesis, synthesis_grids=b"")))
         stem = Path(image).stem
-        (out / f"{stem}.exact.lic").write_bytes(exact)
-        (out / f"{stem}.float.lic").write_bytes(floats)
-        print(f"{stem}: exact {len(exact)} bytes, float {len(floats)} bytes")
+        for kind, data in files.items():
+            (out / f"{stem}.{kind}.lic").write_bytes(data)
+        print(f"{stem}: " + ", ".join(f"{k} {len(d)} bytes" for k, d in files.items()))
 
 
 def decode(out: Path, kind: str, threads: int, images: list[str]) -> None:

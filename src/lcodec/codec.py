@@ -19,8 +19,9 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from functools import cached_property
+from dataclasses import dataclass, field, replace
+from functools import cached_property, partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -36,6 +37,9 @@ from lcodec.imageio import SourceImage
 from lcodec.models import LoadedModel
 from lcodec.nets.cwic import Encoded
 from lcodec.ratecontrol import KNOB_MAX, KNOB_MIN
+
+if TYPE_CHECKING:
+    from lcodec.nets.cwic2_exact8 import GridSpec
 
 TILE_PIXELS = 1024
 HALO_PIXELS = 128
@@ -109,6 +113,7 @@ class Analysis:
     # size is exact) and :meth:`finish` gives one its real grids: rate control sizes many
     # files but needs the grids, a float decode, of one
     placeholder_grids: bool = False
+    _grids: dict[float, bytes] = field(default_factory=dict, repr=False)  # by stored knob
 
     def codes(self, knob: float) -> Encoded:
         return self.model.net.quantize(self.e_y, self.e_c, self.p, knob)
@@ -119,7 +124,7 @@ class Analysis:
         from lcodec.nets.cwic2_exact8 import calibrate
 
         knob = stored_knob(knob)
-        cache = self.__dict__.setdefault("_grids", {})
+        cache = self._grids
         if knob not in cache:
             codes = self.codes(knob)
             tile, halo = tile_codes(self.model.config.stride)
@@ -344,7 +349,7 @@ def verify(analysis: Analysis, data: bytes) -> None:
                           "synthesis grids; nothing was written (please report this)")
 
 
-def _require_exact(model: LoadedModel, synthesis: Synthesis, grids: bytes):
+def _require_exact(model: LoadedModel, synthesis: Synthesis, grids: bytes) -> GridSpec | None:
     """Refuses a file whose exact synthesis the model does not have, or whose EXACT_INT_V2
     grids do not fit the model; returns those grids as a ``GridSpec`` (else None)."""
     if synthesis == Synthesis.FLOAT:
@@ -373,13 +378,11 @@ def _exact_window(model: LoadedModel, win: Encoded, gray: bool, rows: slice, col
     return rgb[rows, cols].cpu().numpy()
 
 
-def _exact_v2_window(spec) -> object:
+def _exact_v2_window(spec: GridSpec, model: LoadedModel, win: Encoded, gray: bool,
+                     rows: slice, cols: slice) -> np.ndarray:
     """Synthesis EXACT_INT_V2 of one window, on the file's grids ``spec``."""
-    def window(model: LoadedModel, win: Encoded, gray: bool, rows: slice, cols: slice
-               ) -> np.ndarray:
-        rgb = model.exact8.pixels(win.qi, win.luma, win.chroma, win.knob, spec, gray)
-        return rgb[rows, cols].cpu().numpy()
-    return window
+    rgb = model.exact8.pixels(win.qi, win.luma, win.chroma, win.knob, spec, gray)
+    return rgb[rows, cols].cpu().numpy()
 
 
 @torch.no_grad()
@@ -401,7 +404,7 @@ def reconstruct(model: LoadedModel, codes: Encoded, width: int, height: int,
         if halo < exact.reach_codes:
             raise LcodecError("internal error: the window halo is below the exact decoder's "
                               "reach")
-        window = _exact_window if spec is None else _exact_v2_window(spec)
+        window = _exact_window if spec is None else partial(_exact_v2_window, spec)
     else:
         window = _float_window
     out = np.empty((height, width, 3), dtype=np.uint8)
