@@ -51,9 +51,14 @@ def test_encode_decode_info_round_trip(tmp_path, crop_path, capsys) -> None:
     code, out, _ = run(["info", str(lic), "--json"], capsys)
     info = json.loads(out)
     assert code == 0 and (info["width"], info["height"]) == (128, 96)
+    # the correction layer where the encoder found it worth its bytes (this crop: yes)
     assert set(info["sections"]) == {"importance", "luma", "chroma", "synthesis",
-                                     "synthesis_grids"}
+                                     "synthesis_grids", "correction"}
     assert info["synthesis"] == "EXACT_INT_V2"
+    code, _, _ = run(["encode", str(crop_path), str(tmp_path / "b.lic"), "--bpp", "0.5",
+                      "--no-correction"], capsys)
+    code, out, _ = run(["info", str(tmp_path / "b.lic"), "--json"], capsys)
+    assert code == 0 and "correction" not in json.loads(out)["sections"]
 
 
 def test_json_statistics_are_printed_on_request(tmp_path, crop_path, capsys) -> None:

@@ -251,9 +251,16 @@ def test_a_size_below_the_chosen_models_range_falls_back_to_another_model(
 
 
 def test_a_target_above_the_models_range_gives_its_largest_file_and_says_so(crop_rgb) -> None:
-    res = api.encode_with_stats(crop_rgb, bpp=20.0, model="lite-mse")
-    largest = api.encode(crop_rgb, knob=codec.KNOB_MAX, model="lite-mse")
+    res = api.encode_with_stats(crop_rgb, bpp=20.0, model="lite-mse", correction=False)
+    largest = api.encode(crop_rgb, knob=codec.KNOB_MAX, model="lite-mse", correction=False)
     assert res.data == largest
+    assert any("above the largest file lite-mse makes" in n for n in res.notices)
+    # with the correction layer the largest file is bigger (a pixel residual in quarter
+    # levels: 19.5 bpp), and 20 bpp is met; 30 is not
+    res = api.encode_with_stats(crop_rgb, bpp=20.0, model="lite-mse")
+    assert 0.97 * 20.0 <= res.bpp <= 20.0 and not res.notices
+    res = api.encode_with_stats(crop_rgb, bpp=30.0, model="lite-mse")
+    assert len(largest) < len(res.data)
     assert any("above the largest file lite-mse makes" in n for n in res.notices)
     assert not api.encode_with_stats(crop_rgb, bpp=0.5, model="lite-mse").notices
 

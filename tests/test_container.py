@@ -102,7 +102,7 @@ def test_header_is_tens_of_bytes() -> None:
 def test_layout_matches_the_spec() -> None:
     data = pack(make_lic(width=0x01020304, height=0x0A0B0C0D, rate_knob=-0.125))
     assert data[:4] == MAGIC == b"\x89LIC"
-    assert (data[MAJOR_OFFSET], data[MINOR_OFFSET]) == (FORMAT_MAJOR, FORMAT_MINOR) == (1, 2)
+    assert (data[MAJOR_OFFSET], data[MINOR_OFFSET]) == (FORMAT_MAJOR, FORMAT_MINOR) == (1, 3)
     assert data[6:10] == bytes([4, 3, 2, 1])  # little-endian width
     assert data[10:14] == bytes([0xD, 0xC, 0xB, 0xA])
     assert data[14] == ColourMode.RGB == 0 and data[15] == 8
@@ -129,6 +129,7 @@ def test_enum_values_are_frozen() -> None:
         "ALPHA": 5,
         "SYNTHESIS": 6,
         "SYNTHESIS_GRIDS": 7,
+        "CORRECTION": 8,
     }
     assert {m.name: m.value for m in Synthesis} == {"FLOAT": 0, "EXACT_INT_V1": 1,
                                                     "EXACT_INT_V2": 2}
@@ -485,7 +486,7 @@ def test_a_format_1_1_decoder_refuses_an_exact_v2_file_by_its_synthesis_byte() -
     """What lcodec 1.1 sees: synthesis 2, which it does not know, in a newer minor version
     (so it says to upgrade); the grids section after it is one it skips by framing."""
     data = pack(make_lic(synthesis=Synthesis.EXACT_INT_V2, synthesis_grids=GRIDS))
-    assert data[MINOR_OFFSET] == 2
+    assert data[MINOR_OFFSET] == FORMAT_MINOR >= 2
     at = len(data) - len(GRIDS) - SECTION_HEADER_SIZE - 1 - SECTION_HEADER_SIZE
     assert struct.unpack_from("<BI", data, at) == (SectionType.SYNTHESIS, 1)
     assert data[at + SECTION_HEADER_SIZE] == 2

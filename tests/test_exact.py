@@ -114,7 +114,8 @@ def v2_files(crop_rgb) -> dict[str, bytes]:
     opts it into EXACT_INT_V2), "v1" the same file naming EXACT_INT_V1 (as older files do)."""
     from lcodec import api, container
 
-    files = {s: api.encode(crop_rgb, knob=0.3, model="v2-mse", synthesis=s, verify=False)
+    files = {s: api.encode(crop_rgb, knob=0.3, model="v2-mse", synthesis=s, verify=False,
+                           correction=False)  # the networks' pixels alone
              for s in ("exact", "float")}
     lic = container.unpack(files["float"])
     files["v1"] = container.pack(replace(lic, header=replace(

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from lcodec import codec, container, models
+from lcodec import codec, container, correction_search, models
+from lcodec.correction import apply as apply_correction
+from lcodec.correction import fit as fit_correction
 from lcodec.errors import LcodecError
 from lcodec.imageio import (
     SourceImage,
@@ -27,6 +29,7 @@ from lcodec.imageio import (
 )
 from lcodec.metrics import psnr as psnr_of
 from lcodec.ratecontrol import (
+    BelowRange,
     RateResult,
     first_that_fits,
     fit_budget,
@@ -95,7 +98,8 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
                       knob: float | None = None, model: str | None = None,
                       device: str = "cpu", alpha: str = "keep", strip: bool = False,
                       entropy: str = "auto", verify: bool = True,
-                      measure_psnr: bool = False, synthesis: str = "auto") -> EncodeResult:
+                      measure_psnr: bool = False, synthesis: str = "auto",
+                      correction: bool = True) -> EncodeResult:
     """Encode and report what was achieved. At most one rate setting:
 
     ``bpp``/``size``: the file of the highest knob not above the target (bisection on real
@@ -106,7 +110,10 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
     Default: knob 0. ``entropy``: auto | tcae | static. ``verify``: decode the symbols of the
     final file again before returning it (on by default). ``measure_psnr``: decode the file
     and report its RGB PSNR in the result. ``synthesis``: auto | exact | float, the decoder
-    the file names (auto: exact where the model has one, network v2).
+    the file names (auto: exact where the model has one, network v2). ``correction``: let
+    the encoder add a correction layer where it buys more than its bytes would on the
+    networks, and fill a target above the networks' largest file with one (``bpp``/``size``,
+    ``quality`` and ``knob``; format 1.3).
     """
     if sum(v is not None for v in (bpp, size, psnr, quality, knob)) > 1:
         raise LcodecError("give at most one of bpp, size, psnr, quality and knob")
@@ -126,6 +133,8 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
         target_bpp = bpp if bpp is not None else budget * 8 / pixels
         res, loaded, analysis = _fit_size(src, budget, target_bpp, model, entropy,
                                           resolve_device(device), synthesis)
+        if correction:
+            res = corrected(analysis, res, budget)
     else:
         loaded = models.load(models.find(model), resolve_device(device))
         analysis = codec.analyse(loaded, src, entropy, synthesis)
@@ -139,6 +148,8 @@ def encode_with_stats(image: Any, *, bpp: float | None = None, size: int | None 
             res = RateResult(analysis.encode(found.knob), found.knob)
         else:
             res = RateResult(analysis.encode(k), round(k, 3))
+            if correction:
+                res = corrected(analysis, res, None)
     if verify:
         codec.verify(analysis, res.data)
     notices = list(src.notices)
@@ -168,26 +179,109 @@ def _fit_size(src: SourceImage, budget: int, target_bpp: float, model: str | Non
     def fit(info: models.ModelInfo) -> tuple[RateResult, models.LoadedModel, codec.Analysis]:
         loaded = models.load(info, device)
         analysis = codec.analyse(loaded, src, entropy, synthesis)
-        analysis.placeholder_grids = True  # sizes are exact; the chosen file gets its grids
+        return _fit_analysis(analysis, budget), loaded, analysis
+
+    return first_that_fits(((m.name, partial(fit, m)) for m in candidates), budget)
+
+
+def _fit_analysis(analysis: codec.Analysis, budget: int) -> RateResult:
+    """The file of the highest knob not above ``budget`` bytes (networks only)."""
+    analysis.placeholder_grids = True  # sizes are exact; the chosen file gets its grids
+    try:
         if analysis.coder.method == container.EntropyMethod.STATIC_CONTEXT_V1:
             res = fit_budget(analysis.encode, budget)
         else:
             res = fit_budget_two_stage(analysis.encode_static, analysis.encode, budget)
+    finally:
         analysis.placeholder_grids = False
-        return RateResult(analysis.finish(res.data), res.knob), loaded, analysis
+    return RateResult(analysis.finish(res.data), res.knob)
 
-    return first_that_fits(((m.name, partial(fit, m)) for m in candidates), budget)
+
+SLOPE_KNOB_STEPS = (0.1, 0.2)  # the networks' rate slope: chords to files this far down
+
+
+def _pixels(analysis: codec.Analysis, data: bytes) -> np.ndarray:
+    """The pixels a decoder computes from ``data`` (a file without a correction)."""
+    return codec.decode(analysis.model, container.unpack(data)).pixels
+
+
+def _network_slope(analysis: codec.Analysis, res: RateResult) -> float:
+    """Squared error (RGB, summed) the networks remove per byte near ``res``'s knob: the
+    smaller of the chords (float decodings) to files ``SLOPE_KNOB_STEPS`` lower, or higher
+    near -1. Smooth curves are convex, so the shorter chord is the closer; on flat images
+    the error is not monotone in the knob, and the smaller chord keeps a noisy one from
+    ruling the correction out (:func:`corrected` checks the result against ``res``)."""
+    src = analysis.source
+
+    def error(knob: float) -> float:
+        pixels = codec.reconstruct(analysis.model, analysis.codes(knob), src.width,
+                                   src.height, src.gray)
+        return correction_search.sse(src.rgb, pixels)
+
+    here = error(res.knob)
+    slopes = []
+    for step in SLOPE_KNOB_STEPS:
+        other = res.knob - step if res.knob - step >= codec.KNOB_MIN else res.knob + step
+        analysis.placeholder_grids = True
+        try:
+            other_size = len(analysis.encode(other))
+        finally:
+            analysis.placeholder_grids = False
+        if other_size != len(res.data):
+            slopes.append(max(0.0, (error(other) - here) / (len(res.data) - other_size)))
+    return min(slopes, default=0.0)
+
+
+def corrected(analysis: codec.Analysis, res: RateResult, budget: int | None) -> RateResult:
+    """``res`` with the correction layer the encoder chooses (``lcodec.correction_search``):
+    below a ``budget`` the networks' largest file does not reach, the one of least error that
+    fits; otherwise one that gains more than its bytes would on the networks, the networks
+    then refitted to the bytes left. The result is never worse than ``res`` (squared error
+    at a size within the budget)."""
+    src = analysis.source
+    decoded = _pixels(analysis, res.data)
+    base = correction_search.sse(src.rgb, decoded)
+    if budget is not None and res.knob >= codec.KNOB_MAX and len(res.data) < budget:
+        choice = correction_search.best_within(src.rgb, decoded, src.gray,
+                                               budget - len(res.data),
+                                               math.ceil(LOW_FILL * budget) - len(res.data))
+        return res if choice is None else \
+            RateResult(codec.with_correction(res.data, choice.fix), res.knob)
+    slope = _network_slope(analysis, res)
+    room = budget // 4 if budget is not None else 1 << 62
+    choice = correction_search.best_for_slope(src.rgb, decoded, src.gray, slope, room)
+    if choice is None:
+        return res
+    if budget is None:
+        return RateResult(codec.with_correction(res.data, choice.fix), res.knob)
+    fix = choice.fix
+    target = budget - choice.size
+    for _ in range(2):  # refit the networks to the bytes left, then the field to their pixels
+        try:
+            net = _fit_analysis(analysis, target)
+        except BelowRange:
+            return res
+        pixels = _pixels(analysis, net.data)
+        fix = fit_correction(src.rgb, pixels, fix.log2_block, fix.step_luma, fix.step_chroma,
+                             src.gray)
+        data = codec.with_correction(net.data, fix)
+        if len(data) <= budget:
+            err = correction_search.sse(src.rgb, apply_correction(pixels, fix))
+            return RateResult(data, net.knob) if err < base else res
+        target -= len(data) - budget
+    return res
 
 
 def encode(image: Any, *, bpp: float | None = None, size: int | None = None,
            psnr: float | None = None, quality: float | None = None,
            knob: float | None = None, model: str | None = None, device: str = "cpu",
            alpha: str = "keep", strip: bool = False, entropy: str = "auto",
-           verify: bool = True, synthesis: str = "auto") -> bytes:
+           verify: bool = True, synthesis: str = "auto", correction: bool = True) -> bytes:
     """Encode an image (path, PIL image or (H, W, 3) uint8 array) to `.lic` bytes."""
     return encode_with_stats(image, bpp=bpp, size=size, psnr=psnr, quality=quality, knob=knob,
                              model=model, device=device, alpha=alpha, strip=strip,
-                             entropy=entropy, verify=verify, synthesis=synthesis).data
+                             entropy=entropy, verify=verify, synthesis=synthesis,
+                             correction=correction).data
 
 
 def lic_bytes(data: Any) -> bytes:

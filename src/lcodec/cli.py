@@ -38,6 +38,7 @@ class EncodeOptions:
     entropy: str = "auto"
     verify: bool = True
     synthesis: str = "auto"
+    correction: bool = True
     device: str = "cpu"
     force: bool = False
     want_psnr: bool = False  # measure the PSNR of the written file (-v, --json)
@@ -179,7 +180,8 @@ def _encode_one(input_path: str, output_path: str, opts: EncodeOptions) -> dict:
     res = api.encode_with_stats(src, bpp=opts.bpp, size=opts.size, psnr=opts.psnr,
                                 quality=opts.quality, knob=opts.knob, model=opts.model,
                                 device=opts.device, entropy=opts.entropy, verify=opts.verify,
-                                measure_psnr=opts.want_psnr, synthesis=opts.synthesis)
+                                measure_psnr=opts.want_psnr, synthesis=opts.synthesis,
+                                correction=opts.correction)
     seconds = time.perf_counter() - t0
     _write_output(output_path, res.data, opts.force)
     stats = {"input": input_path, "output": output_path, "bytes": len(res.data),
@@ -409,12 +411,16 @@ class _nullbar:
               help="Decoder the file names: exact (integer networks, the same pixels on "
                    "every machine; network v2 only), float, or auto (exact where the model "
                    "has it).")
+@click.option("--correction/--no-correction", default=True, show_default=True,
+              help="Let the encoder add a low-resolution correction layer where it buys more "
+                   "than its bytes would on the networks (and to fill a --bpp/--size target "
+                   "above the networks' largest file).")
 @_coding_options
 def encode(paths: tuple[str, ...], bpp: float | None, size_bytes: int | None,
            psnr_db: float | None, quality: float | None, knob: float | None,
            model: str | None, alpha: str, strip: bool, entropy: str, verify: bool,
-           synthesis: str, output_dir: str | None, jobs: int, device: str, force: bool,
-           quiet: bool, verbose: bool, as_json: bool) -> None:
+           synthesis: str, correction: bool, output_dir: str | None, jobs: int, device: str,
+           force: bool, quiet: bool, verbose: bool, as_json: bool) -> None:
     """Encode image IN (PNG, JPEG, …; '-' for stdin) to the .lic file OUT ('-' for stdout),
     or several images into OUTDIR with -o.
 
@@ -425,8 +431,8 @@ def encode(paths: tuple[str, ...], bpp: float | None, size_bytes: int | None,
     """
     opts = EncodeOptions(bpp=bpp, size=size_bytes, psnr=psnr_db, quality=quality, knob=knob,
                          model=model, alpha=alpha, strip=strip, entropy=entropy,
-                         verify=verify, synthesis=synthesis, device=device, force=force,
-                         want_psnr=verbose or as_json)
+                         verify=verify, synthesis=synthesis, correction=correction,
+                         device=device, force=force, want_psnr=verbose or as_json)
     _single_or_batch("encode", paths, output_dir, jobs, opts, ".lic", verbose, quiet, as_json)
 
 

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from lcodec import container, sidecar
+from lcodec import container, correction, sidecar
 from lcodec.color import pad_to_multiple, rgb_to_ycbcr, ycbcr_to_rgb
 from lcodec.container import ColourMode, EntropyMethod, Header, LicFile, SectionType, Synthesis
+from lcodec.correction import Correction
 from lcodec.entropy import methods
 from lcodec.entropy.coder import Timer, timed_coding
 from lcodec.entropy.methods import EntropyCoder, StaticContextCoder
@@ -344,6 +345,7 @@ def verify(analysis: Analysis, data: bytes) -> None:
         if not np.array_equal(a, b):
             raise LcodecError("internal error: the encoded file does not decode to the coded "
                               "symbols; nothing was written (please report this)")
+    file_correction(lic)  # a correction section decodes (its symbols are checked in full)
     if lic.header.synthesis_grids != analysis._header_grids(lic.header.rate_knob):
         raise LcodecError("internal error: the encoded file does not carry the image's "
                           "synthesis grids; nothing was written (please report this)")
@@ -420,6 +422,26 @@ def reconstruct(model: LoadedModel, codes: Encoded, width: int, height: int,
     return out
 
 
+def file_correction(lic: LicFile) -> Correction | None:
+    """The file's correction field (its CORRECTION section, decoded), or None."""
+    payload = lic.sections.get(SectionType.CORRECTION)
+    if payload is None:
+        return None
+    hdr = lic.header
+    planes = 1 if hdr.colour_mode == ColourMode.GRAY else 3
+    return correction.unpack(payload, hdr.width, hdr.height, planes)
+
+
+def with_correction(data: bytes, fix: Correction | None) -> bytes:
+    """``data`` (a file without a correction) with ``fix`` as its CORRECTION section."""
+    if fix is None:
+        return data
+    lic = container.unpack(data)
+    sections = dict(lic.sections)
+    sections[SectionType.CORRECTION] = correction.pack(fix)
+    return container.pack(replace(lic, sections=sections))
+
+
 def decode(model: LoadedModel, lic: LicFile, timer: Timer = untimed) -> Decoded:
     """Symbols, pixels and side sections of a parsed file. ``timer``: "container", "probs",
     "coding" and "network" (the decoder networks and colour conversion)."""
@@ -429,11 +451,14 @@ def decode(model: LoadedModel, lic: LicFile, timer: Timer = untimed) -> Decoded:
         raise LicError("the file is RGBA but has no alpha section")
     # before the entropy decoding, not after it
     _require_exact(model, hdr.synthesis, hdr.synthesis_grids)
+    fix = file_correction(lic)
     symbols = decode_symbols(model, lic, timer)
     with timer("network"):
         codes = _as_encoded(model, symbols, hdr.rate_knob)  # int64 per window
         pixels = reconstruct(model, codes, hdr.width, hdr.height, gray, hdr.synthesis,
                              hdr.synthesis_grids)
+        if fix is not None:
+            correction.apply(pixels, fix)
     with timer("container"):
         alpha = None
         if SectionType.ALPHA in lic.sections:

@@ -38,7 +38,7 @@ __all__ = [
 
 MAGIC = b"\x89LIC"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 2  # 1.1 added the SYNTHESIS section; 1.2 EXACT_INT_V2 and SYNTHESIS_GRIDS
+FORMAT_MINOR = 3  # 1.1: the SYNTHESIS section; 1.2: EXACT_INT_V2, SYNTHESIS_GRIDS; 1.3: CORRECTION
 DEFAULT_MAX_PIXELS = 100_000_000  # decompression-bomb limit (a 48 MP photo fits twice)
 ID_SIZE = 8  # model id and entropy model id: first 8 bytes of a SHA-256
 SUPPORTED_BIT_DEPTH = 8
@@ -84,6 +84,7 @@ class SectionType(IntEnum):
     ALPHA = 5
     SYNTHESIS = 6  # since 1.1: names the decoder synthesis; parsed into Header.synthesis
     SYNTHESIS_GRIDS = 7  # since 1.2: EXACT_INT_V2's grids; parsed into Header.synthesis_grids
+    CORRECTION = 8  # since 1.3: a low-resolution field added to the pixels (lcodec.correction)
 
 
 class Synthesis(IntEnum):
@@ -96,6 +97,7 @@ class Synthesis(IntEnum):
 
 _SYNTHESIS_PAYLOAD = 1  # bytes: u8 Synthesis
 _GRIDS_SINCE = (1, 2)  # EXACT_INT_V2 and its SYNTHESIS_GRIDS section
+_CORRECTION_SINCE = (1, 3)
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,7 @@ def pack(lic: LicFile) -> bytes:
         sections.append((SectionType.SYNTHESIS, bytes([synthesis])))
     if grids:
         sections.append((SectionType.SYNTHESIS_GRIDS, grids))
+    sections.sort()
     if len(sections) > _U8_MAX:
         raise ValueError(f"at most {_U8_MAX} sections fit in a .lic file, got {len(sections)}")
 
@@ -338,8 +341,12 @@ def _parse(
             synthesis = _synthesis(payload, upgrade_hint)
         elif section_type == SectionType.SYNTHESIS_GRIDS:
             grids = _grids(payload, (major, minor))
-        elif keep_payloads:
-            payloads[SectionType(section_type)] = bytes(payload)
+        else:
+            if section_type == SectionType.CORRECTION and (major, minor) < _CORRECTION_SINCE:
+                raise LicError(f"a correction section in a format {major}.{minor} file (it "
+                               "needs format 1.3); the file is corrupted")
+            if keep_payloads:
+                payloads[SectionType(section_type)] = bytes(payload)
 
     if pos != size:
         raise LicError(f"trailing data after the last section ({size - pos} bytes)")

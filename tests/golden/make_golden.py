@@ -52,7 +52,14 @@ GOLDEN_MODELS = {
     # Format 1.2 added EXACT_INT_V2 (8-bit operands, the file's grids): the model whose card
     # opts into it.
     "v1.2": {"v2-mse-fffc224be2680914": "v2-mse-fffc224b-"},
+    # Format 1.3 added the CORRECTION section: both v2 syntheses with the encoder's choice of
+    # correction at each knob, and targets above the networks' largest file (FILL_CASES).
+    "v1.3": {"v2-mse-fffc224be2680914": "v2-mse-fffc224b-",
+             "v2-msssim-815bb00866fd5abd": "v2-msssim-815bb008-"},
 }
+FILL_SINCE = "v1.3"  # versions from this one also get FILL_CASES
+FILL_CASES = {"rgb-crop-fill": "rgb-crop-high", "gray-odd-fill": "gray-odd"}  # of cases()
+FILL_FACTOR = 1.25  # the target: this many times the networks' largest file
 
 
 def decoded_planes(data: bytes, device: str = "cpu") -> np.ndarray:
@@ -118,11 +125,18 @@ def main() -> int:
         for method in ("static", "tcae"):
             if method == "tcae" and not _tcae_made_for(info):
                 continue
-            for name, (image, knob) in cases().items():
+            todo = {name: (image, {"knob": knob}) for name, (image, knob) in cases().items()}
+            if version >= FILL_SINCE:
+                for name, of in FILL_CASES.items():
+                    image = cases()[of][0]
+                    top = api.encode(image, knob=1.0, entropy=method, model=model,
+                                     correction=False)
+                    todo[name] = (image, {"size": int(FILL_FACTOR * len(top))})
+            for name, (image, rate) in todo.items():
                 fname = f"{version}-{prefix}{method}-{name}.lic"
                 if fname in have or (HERE / fname).exists():
                     continue
-                data = api.encode(image, knob=knob, entropy=method, model=model)
+                data = api.encode(image, **rate, entropy=method, model=model)
                 (HERE / fname).write_bytes(data)
                 synthesis = container.unpack(data).header.synthesis
                 manifest.append(
@@ -131,6 +145,8 @@ def main() -> int:
                         "bytes": len(data),
                         "entropy": method,
                         "file_sha256": hashlib.sha256(data).hexdigest(),
+                        **({"correction": True} if container.SectionType.CORRECTION
+                           in container.unpack(data).sections else {}),
                         **digests(data),
                         **({} if synthesis == container.Synthesis.FLOAT
                            else {"synthesis": synthesis.name}),

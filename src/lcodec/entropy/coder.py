@@ -65,6 +65,16 @@ class SymbolStream:
                 probs = freqs.astype(np.float64) / float(1 << PRECISION)
                 self._enc.encode(symbols.astype(np.int32), self._model, probs)
 
+    def add_iid(self, symbols: np.ndarray, freqs: np.ndarray) -> None:
+        """Append ``symbols`` (k,) that all share one frequency row ``freqs`` (K,)."""
+        if len(symbols):
+            import constriction
+
+            with _coding():
+                probs = freqs.astype(np.float64) / float(1 << PRECISION)
+                model = constriction.stream.model.Categorical(probs, perfect=False)
+                self._enc.encode(symbols.astype(np.int32), model)
+
     def finish(self) -> bytes:
         with _coding():
             return self._enc.get_compressed().astype("<u4").tobytes()
@@ -109,6 +119,22 @@ class SymbolDecoder:
             except Exception as exc:  # constriction raises on exhausted or invalid data
                 raise LicError(f"corrupted entropy-coded data ({exc})") from None
             self._echo.encode(out, self._model, probs)
+            return out.astype(np.int64)
+
+    def decode_iid(self, freqs: np.ndarray, count: int) -> np.ndarray:
+        """Decode ``count`` symbols that all share one frequency row ``freqs`` (K,); int64."""
+        if count == 0:
+            return np.zeros(0, dtype=np.int64)
+        import constriction
+
+        with _coding():
+            probs = freqs.astype(np.float64) / float(1 << PRECISION)
+            model = constriction.stream.model.Categorical(probs, perfect=False)
+            try:
+                out = self._dec.decode(model, count)
+            except Exception as exc:  # constriction raises on exhausted or invalid data
+                raise LicError(f"corrupted entropy-coded data ({exc})") from None
+            self._echo.encode(out, model)
             return out.astype(np.int64)
 
     def finish(self) -> None:

@@ -169,7 +169,8 @@ def sweep_baseline(name: str, path: Path, crop_bpp: float | None = None
 def sweep_lcodec(path: Path, model: str | None = None, device: str = "cpu",
                  knobs: tuple[float, ...] = LCODEC_KNOBS, crop_bpp: float | None = None
                  ) -> tuple[list[Row], Crop | None]:
-    """One analysis per image, then real `.lic` files at every knob, decoded by the API.
+    """One analysis per image, then real `.lic` files at every knob, each with the correction
+layer the encoder chooses at that knob (:func:`lcodec.api.corrected`), decoded by the API.
 
     ``encode_s`` of a row is what encoding at that knob alone costs: the shared analysis plus
     that knob's quantization, entropy coding and container. When the model's entropy method
@@ -177,8 +178,14 @@ def sweep_lcodec(path: Path, model: str | None = None, device: str = "cpu",
     symbols coded with the static tables, a real file whose decoding is the same pixels
     (checked on the first knob), so one sweep measures what the entropy method gains.
     """
-    from lcodec import api, codec, models
+    from lcodec import api, codec, container, models
     from lcodec.container import EntropyMethod
+    from lcodec.ratecontrol import RateResult
+
+    def static_file(knob: float, data: bytes) -> bytes:
+        """The static-table file of ``knob`` with the correction of ``data``."""
+        fix = codec.file_correction(container.unpack(data))
+        return codec.with_correction(analysis.encode_static(knob), fix)
 
     loaded = models.load(models.find(model), api.resolve_device(device))
     src = load_source(path)
@@ -193,7 +200,7 @@ def sweep_lcodec(path: Path, model: str | None = None, device: str = "cpu",
     companion = analysis.coder.method != EntropyMethod.STATIC_CONTEXT_V1
     for knob in knobs:
         t0 = time.perf_counter()
-        data = analysis.encode(knob)
+        data = api.corrected(analysis, RateResult(analysis.encode(knob), knob), None).data
         t1 = time.perf_counter()
         if data in seen:  # a saturated knob: same file, same scores
             metrics, dec_s = seen[data]
@@ -210,11 +217,11 @@ def sweep_lcodec(path: Path, model: str | None = None, device: str = "cpu",
             keep.offer(row, dec)
             # same symbols, so the same pixels: checked once per image
             if companion and not static_rows and not np.array_equal(
-                    api.decode_array(analysis.encode_static(knob), device), dec):
+                    api.decode_array(static_file(knob, data), device), dec):
                 raise LcodecError(f"{path.name}: the static-table file decodes differently")
         if companion:
             static_rows.append(_row(baselines.LCODEC_STATIC, path.name, knob,
-                                    analysis.encode_static(knob), src.rgb, metrics,
+                                    static_file(knob, data), src.rgb, metrics,
                                     float("nan"), dec_s))
     return rows + static_rows, keep.best
 
