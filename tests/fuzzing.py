@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lcodec import api, container, sidecar
+from lcodec import api, codec, container, correction, sidecar
 from lcodec.container import SectionType
 from lcodec.errors import LcodecError
 
@@ -46,8 +46,12 @@ def seed_files() -> list[bytes]:
     from PIL import Image
 
     rgba = Image.fromarray(rgb).convert("RGBA")
+    plain = api.encode(rgb, knob=0.3, correction=False)
+    shifted = np.clip(rgb.astype(int) + 6, 0, 255).astype(np.uint8)  # a cast to correct
+    fix = correction.fit(shifted, api.decode_array(plain), 2, 4, 8)
     return [
         api.encode(rgb, knob=0.3),
+        codec.with_correction(plain, fix),  # a CORRECTION section (format 1.3)
         api.encode(rgb[:9, :13].copy(), knob=-0.2),
         api.encode(Image.fromarray(rgb).convert("L"), knob=0.0),
         api.encode(rgba, knob=0.1),
@@ -212,7 +216,7 @@ def _mutate_packed(data: bytes, rng: np.random.Generator, kind: int) -> bytes:
     else:  # move a payload to another section type
         if sections:
             src = list(sections)[rng.integers(len(sections))]
-            dst = container.SectionType(int(rng.integers(1, 6)))
+            dst = container.SectionType(int(rng.choice([1, 2, 3, 4, 5, 8])))
             sections[dst] = sections.pop(src)
     return container.pack(container.LicFile(hdr, sections))
 
