@@ -198,8 +198,6 @@ def plot_rd(curves: list[dict], metric: str, path: Path, title: str,
 def write_crops(crops: list[Crop], originals: dict[str, Path], codecs: list[str],
                 folder: Path, target: float) -> list[Path]:
     """For each image: the original's centre crop, then each codec's, with a caption."""
-    from PIL import Image, ImageDraw
-
     from lcodec.evaluate.images import centre_crop, load_source
 
     folder.mkdir(exist_ok=True)
@@ -215,18 +213,25 @@ def write_crops(crops: list[Crop], originals: dict[str, Path], codecs: list[str]
                             else baselines.BASELINES[codec].setting_name)
                     tiles.append((f"{label}, {what} {c.setting:g}\n"
                                   f"{c.bpp:.3f} bpp, {c.psnr:.2f} dB", c.pixels))
-        h, w = tiles[0][1].shape[:2]
-        gap, caption = 4, 30
-        sheet = Image.new("RGB", (len(tiles) * (w + gap) - gap, h + caption), "white")
-        draw = ImageDraw.Draw(sheet)
-        for k, (text, px) in enumerate(tiles):
-            x = k * (w + gap)
-            sheet.paste(Image.fromarray(px), (x, 0))
-            draw.multiline_text((x + 2, h + 2), text, fill="black", spacing=2)
         path = folder / f"{Path(image).stem}_{target:g}bpp.png"
-        sheet.save(path)
+        contact_sheet(tiles).save(path)
         written.append(path)
     return written
+
+
+def contact_sheet(tiles: list[tuple[str, np.ndarray]]):
+    """Equal-sized RGB tiles side by side, each with its (two-line) caption below: a PIL image."""
+    from PIL import Image, ImageDraw
+
+    h, w = tiles[0][1].shape[:2]
+    gap, caption = 4, 30
+    sheet = Image.new("RGB", (len(tiles) * (w + gap) - gap, h + caption), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, (text, px) in enumerate(tiles):
+        x = k * (w + gap)
+        sheet.paste(Image.fromarray(px), (x, 0))
+        draw.multiline_text((x + 2, h + 2), text, fill="black", spacing=2)
+    return sheet
 
 
 def _by_attr(items: list, attr: str) -> dict[str, list]:
