@@ -200,11 +200,6 @@ def _fit_analysis(analysis: codec.Analysis, budget: int) -> RateResult:
 SLOPE_KNOB_STEPS = (0.1, 0.2)  # the networks' rate slope: chords to files this far down
 
 
-def _pixels(analysis: codec.Analysis, data: bytes) -> np.ndarray:
-    """The pixels a decoder computes from ``data`` (a file without a correction)."""
-    return codec.decode(analysis.model, container.unpack(data)).pixels
-
-
 def _network_slope(analysis: codec.Analysis, res: RateResult) -> float:
     """Squared error (RGB, summed) the networks remove per byte near ``res``'s knob: the
     smaller of the chords (float decodings) to files ``SLOPE_KNOB_STEPS`` lower, or higher
@@ -232,44 +227,95 @@ def _network_slope(analysis: codec.Analysis, res: RateResult) -> float:
     return min(slopes, default=0.0)
 
 
+FILL_FROM_KNOB = 0.5  # with a byte budget, networks' files at or above this knob ...
+FILL_KNOB_STEP = 0.15  # ... are also tried this much lower, the correction filling the rest
+FILL_TRIES = 3  # at most this many steps down (while each beats the last)
+
+
+@dataclass
+class _Candidate:
+    """A file and the squared error (RGB, summed) of the pixels it decodes to."""
+
+    res: RateResult
+    sse: float
+
+
 def corrected(analysis: codec.Analysis, res: RateResult, budget: int | None) -> RateResult:
-    """``res`` with the correction layer the encoder chooses (``lcodec.correction_search``):
-    below a ``budget`` the networks' largest file does not reach, the one of least error that
-    fits; otherwise one that gains more than its bytes would on the networks, the networks
-    then refitted to the bytes left. The result is never worse than ``res`` (squared error
-    at a size within the budget)."""
+    """``res`` with the correction layer the encoder chooses (``lcodec.correction_search``).
+
+    Without a ``budget``: one that gains more than its bytes would on the networks. With one:
+    below a budget the networks' largest file does not reach, the least error that fits;
+    otherwise such a gainful one, the networks then refitted to the bytes left. Near the
+    top of the networks' range (knob >= ``FILL_FROM_KNOB``, where they gain little per
+    byte) files ``FILL_KNOB_STEP`` lower, their correction filling the budget, are tried as
+    well, stepping down while each beats the last. The result is never worse than ``res``
+    (squared error at a size within the budget)."""
+    if budget is None:
+        return _gainful(analysis, res, None).res
+    if res.knob >= codec.KNOB_MAX and len(res.data) < budget:
+        best = _filled(analysis, res, budget)
+    else:
+        best = _gainful(analysis, res, budget)
+    knob = res.knob
+    for _ in range(FILL_TRIES):
+        knob = round(knob - FILL_KNOB_STEP, 3)
+        if knob + FILL_KNOB_STEP < FILL_FROM_KNOB or knob < codec.KNOB_MIN:
+            break
+        lower = analysis.encode(knob)
+        if len(lower) >= budget:
+            break
+        other = _filled(analysis, RateResult(lower, knob), budget)
+        filled = min(len(best.res.data), math.ceil(LOW_FILL * budget))
+        if other.sse >= best.sse or len(other.res.data) < filled:  # better, and as full
+            break
+        best = other
+    return best.res
+
+
+def _filled(analysis: codec.Analysis, res: RateResult, budget: int) -> _Candidate:
+    """``res`` (below ``budget``) with the correction of least error that fits the budget,
+    filling it to ``LOW_FILL`` where that costs little (``correction_search.best_within``)."""
     src = analysis.source
-    decoded = _pixels(analysis, res.data)
-    base = correction_search.sse(src.rgb, decoded)
-    if budget is not None and res.knob >= codec.KNOB_MAX and len(res.data) < budget:
-        choice = correction_search.best_within(src.rgb, decoded, src.gray,
-                                               budget - len(res.data),
-                                               math.ceil(LOW_FILL * budget) - len(res.data))
-        return res if choice is None else \
-            RateResult(codec.with_correction(res.data, choice.fix), res.knob)
+    decoded = analysis.decoded_pixels(res.knob)
+    choice = correction_search.best_within(src.rgb, decoded, src.gray, budget - len(res.data),
+                                           math.ceil(LOW_FILL * budget) - len(res.data))
+    if choice is None:
+        return _Candidate(res, correction_search.sse(src.rgb, decoded))
+    return _Candidate(RateResult(codec.with_correction(res.data, choice.fix), res.knob),
+                      choice.sse)
+
+
+def _gainful(analysis: codec.Analysis, res: RateResult, budget: int | None) -> _Candidate:
+    """``res`` with the correction that gains more than its bytes would on the networks
+    (at most a quarter of a ``budget``), the networks then refitted to the bytes left;
+    ``res`` itself where none does or the refitted file is no better."""
+    src = analysis.source
+    decoded = analysis.decoded_pixels(res.knob)
+    base = _Candidate(res, correction_search.sse(src.rgb, decoded))
     slope = _network_slope(analysis, res)
     room = budget // 4 if budget is not None else 1 << 62
     choice = correction_search.best_for_slope(src.rgb, decoded, src.gray, slope, room)
     if choice is None:
-        return res
+        return base
     if budget is None:
-        return RateResult(codec.with_correction(res.data, choice.fix), res.knob)
+        return _Candidate(RateResult(codec.with_correction(res.data, choice.fix), res.knob),
+                          choice.sse)
     fix = choice.fix
     target = budget - choice.size
     for _ in range(2):  # refit the networks to the bytes left, then the field to their pixels
         try:
             net = _fit_analysis(analysis, target)
         except BelowRange:
-            return res
-        pixels = _pixels(analysis, net.data)
+            return base
+        pixels = analysis.decoded_pixels(net.knob)
         fix = fit_correction(src.rgb, pixels, fix.log2_block, fix.step_luma, fix.step_chroma,
                              src.gray)
         data = codec.with_correction(net.data, fix)
         if len(data) <= budget:
             err = correction_search.sse(src.rgb, apply_correction(pixels, fix))
-            return RateResult(data, net.knob) if err < base else res
+            return _Candidate(RateResult(data, net.knob), err) if err < base.sse else base
         target -= len(data) - budget
-    return res
+    return base
 
 
 def encode(image: Any, *, bpp: float | None = None, size: int | None = None,

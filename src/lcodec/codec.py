@@ -183,6 +183,19 @@ class Analysis:
             )
             return container.pack(LicFile(header, sections))
 
+    def decoded_pixels(self, knob: float) -> np.ndarray:
+        """The pixels a decoder computes from this analysis's file at ``knob`` (before any
+        correction layer), from the symbols the file codes and the grids it carries, without
+        entropy-decoding them: (H, W, 3) uint8."""
+        knob = stored_knob(knob)
+        qi, luma, chroma = self.symbols(knob)
+        src = self.source
+        if src.gray:
+            chroma = np.zeros_like(chroma)  # as decode_symbols gives them for a GRAY file
+        grids = self.grids(knob) if self.synthesis == Synthesis.EXACT_INT_V2 else b""
+        return reconstruct(self.model, _as_encoded(self.model, (qi, luma, chroma), knob),
+                           src.width, src.height, src.gray, self.synthesis, grids)
+
     def encode_static(self, knob: float) -> bytes:
         """The file with the static context tables: cheap, used to steer rate control."""
         return self.encode(knob, methods.coder_for(EntropyMethod.STATIC_CONTEXT_V1,

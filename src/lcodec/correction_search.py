@@ -38,15 +38,28 @@ def sse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.vdot(d.ravel(), d.ravel()))
 
 
-def coded(source: np.ndarray, decoded: np.ndarray, f: np.ndarray, log2_block: int,
-          step: int) -> Choice | None:
-    """The field ``f`` (from :func:`correction.fit_field`) at a luma step, coded and applied;
+def quantized(f: np.ndarray, log2_block: int, step: int) -> Correction | None:
+    """The field ``f`` (from :func:`correction.fit_field`) at a luma step (chroma twice it);
     None where it rounds to zero everywhere."""
     fix = correction.quantize(f, log2_block, step, min(255, 2 * step))
-    if not fix.values.any():
-        return None
-    size = len(correction.pack(fix)) + SECTION_HEADER_SIZE
+    return fix if fix.values.any() else None
+
+
+def section_size(fix: Correction) -> int:
+    """Bytes the CORRECTION section of ``fix`` adds to a file (framing included)."""
+    return len(correction.pack(fix)) + SECTION_HEADER_SIZE
+
+
+def chosen(source: np.ndarray, decoded: np.ndarray, fix: Correction, size: int) -> Choice:
+    """``fix`` of ``size`` bytes applied to ``decoded``: its squared error."""
     return Choice(fix, size, sse(source, correction.apply(decoded.copy(), fix)))
+
+
+def coded(source: np.ndarray, decoded: np.ndarray, f: np.ndarray, log2_block: int,
+          step: int) -> Choice | None:
+    """The field ``f`` at a luma step, coded and applied; None where it rounds to zero."""
+    fix = quantized(f, log2_block, step)
+    return None if fix is None else chosen(source, decoded, fix, section_size(fix))
 
 
 def candidates(source: np.ndarray, decoded: np.ndarray, gray: bool,
@@ -84,19 +97,21 @@ def best_within(source: np.ndarray, decoded: np.ndarray, gray: bool, room: int,
     base = sse(source, decoded)
     for lb in FILL_BLOCKS:
         f = correction.fit_field(source, decoded, lb, gray)
-        # the finest step that fits: an all-zero field (None) fits, at no gain
+        # the finest step that fits (on sizes alone): an all-zero field (None) fits, at no gain
         lo, hi, fits = 0, MAX_STEP + 1, None  # step lo is too big (0: none), hi fits
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            c = coded(source, decoded, f, lb, mid)
-            if c is None or c.size <= room:
-                hi, fits = mid, c
+            fix = quantized(f, lb, mid)
+            size = 0 if fix is None else section_size(fix)
+            if fix is None or size <= room:
+                hi, fits = mid, (None if fix is None else (fix, size))
             else:
                 lo = mid
         if fits is None:
             continue
-        if fits.sse < base:
-            found.append(fits)
+        c = chosen(source, decoded, *fits)
+        if c.sse < base:
+            found.append(c)
     if not found:
         return None
     best = min(found, key=lambda c: c.sse)
