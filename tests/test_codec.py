@@ -70,8 +70,9 @@ def test_bpp_target_gives_the_largest_file_not_above_it(model, crop_rgb, target)
     ceiling = len(codec.analyse(model, SourceImage(crop_rgb)).encode(codec.KNOB_MAX)) * 8 / pixels
     res = api.encode_with_stats(crop_rgb, bpp=target)
     assert res.bpp <= target
-    if ceiling <= target:  # above the model's range: the largest file it makes
-        assert res.knob == codec.KNOB_MAX
+    if ceiling <= target:  # above the networks' range: a file at or near their top knob
+        # (the correction layer fills the rest, from there or a few steps lower)
+        assert res.knob >= codec.KNOB_MAX - api.FILL_TRIES * api.FILL_KNOB_STEP - 1e-9
     else:
         assert res.bpp >= 0.9 * target, f"{res.bpp} far below {target} (knob {res.knob})"
 
