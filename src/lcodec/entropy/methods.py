@@ -58,6 +58,7 @@ class EntropyCoder(Protocol):
 
     method: EntropyMethod
     entropy_id: bytes
+    cheap: bool  # codes fast enough to steer rate control by real sizes
 
     def encode(self, qi: np.ndarray, luma: np.ndarray,
                chroma: np.ndarray | None, knob: float) -> dict[SectionType, bytes]: ...
@@ -74,6 +75,7 @@ class StaticContextCoder:
     imp_levels: int
     method: EntropyMethod = EntropyMethod.STATIC_CONTEXT_V1
     entropy_id: bytes = bytes(8)
+    cheap: bool = True
 
     def encode(self, qi, luma, chroma, knob: float = 0.0) -> dict[SectionType, bytes]:
         t = self.tables
@@ -106,6 +108,7 @@ class TcaeCoder:
     """Adapter from :class:`lcodec.entropy.tcae.TcaeModels` to section payloads."""
 
     method = EntropyMethod.INCLINED_TCAE_V1
+    cheap = False
     _NAMES = {SectionType.IMPORTANCE: "importance", SectionType.LUMA: "luma",
               SectionType.CHROMA: "chroma"}
 

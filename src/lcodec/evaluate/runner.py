@@ -179,7 +179,6 @@ layer the encoder chooses at that knob (:func:`lcodec.api.corrected`), decoded b
     (checked on the first knob), so one sweep measures what the entropy method gains.
     """
     from lcodec import api, codec, container, models
-    from lcodec.container import EntropyMethod
     from lcodec.ratecontrol import RateResult
 
     def static_file(knob: float, data: bytes) -> bytes:
@@ -197,7 +196,7 @@ layer the encoder chooses at that knob (:func:`lcodec.api.corrected`), decoded b
     seen: dict[bytes, tuple[dict[str, float], float]] = {}
     rows = []
     static_rows = []
-    companion = analysis.coder.method != EntropyMethod.STATIC_CONTEXT_V1
+    companion = not analysis.coder.cheap
     for knob in knobs:
         t0 = time.perf_counter()
         data = api.corrected(analysis, RateResult(analysis.encode(knob), knob), None).data

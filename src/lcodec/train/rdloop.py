@@ -55,6 +55,9 @@ VAL_KNOBS = (-1.0, -0.6, -0.2, 0.2, 0.6, 1.0)
 @dataclass
 class RDConfig:
     data: str = "../shared/data/train"
+    hires: str | None = None  # a second folder (camera-resolution photos), sampled apart
+    hires_share: float = 0.0  # share of the crops drawn from ``hires``
+    hires_val_fraction: float = 0.1  # ``hires`` photos held out (never trained on) by name hash
     net: str = "v2"
     distortion: str = "mse"  # mse | msssim
     batch: int = 8
@@ -255,6 +258,19 @@ def warmup(steps: int, over: int) -> float:
     return 1.0 if over <= 0 else min(1.0, (steps + 1) / over)
 
 
+def set_threads(run: Path, default: int) -> None:
+    """Use the thread count in ``RUN/threads`` when there is one (so a long run can yield a
+    core to other work without stopping), else ``default``."""
+    f = run / "threads"
+    try:
+        n = int(f.read_text()) if f.exists() else default
+    except ValueError:
+        n = default
+    if n >= 1 and n != torch.get_num_threads():
+        torch.set_num_threads(n)
+        print(f"threads: {n}", flush=True)
+
+
 def native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX-512 BF16 / AMX). Without it, autocast
     emulates bf16 and a training step is slower, not faster (measured on an AVX2 AMD EPYC:
@@ -288,6 +304,13 @@ class Run:
         self.sampler = CropSampler(
             [a for a in (load_rgb(p, cfg.crop) for p in train) if a is not None], cfg.crop,
             cfg.seed)
+        self.hires = None
+        if cfg.hires and cfg.hires_share > 0:  # validation stays on the main folder's split
+            big = [p for p in list_images(Path(cfg.hires))
+                   if not is_validation(p, cfg.hires_val_fraction)]
+            self.hires = CropSampler(
+                [a for a in (load_rgb(p, cfg.crop) for p in big) if a is not None], cfg.crop,
+                cfg.seed + 1)
         val_imgs = [a for a in (load_rgb(p, cfg.val_crop) for p in val) if a is not None]
         self.val = centre_crops(val_imgs, cfg.val_crop)
         print(f"{len(self.sampler.images)} training and {len(val_imgs)} validation images "
@@ -305,7 +328,9 @@ class Run:
     def state(self, phase: str) -> dict:
         return {"model": self.net.state_dict(), "opt": self.opt.state_dict(),
                 "step": self.step, "wall_s": self.wall_s, "cpu_s": self.cpu_s,
-                "sampler": self.sampler.state(), "rng": rng_state(), "phase": phase,
+                "sampler": self.sampler.state(),
+                "hires_sampler": self.hires.state() if self.hires else None,
+                "rng": rng_state(), "phase": phase,
                 "lr_scale": self.lr_scale, "fresh_from": self.fresh_from,
                 "config": asdict(self.cfg),
                 "net_config": json.loads(self.net.cfg.to_json())}
@@ -322,6 +347,8 @@ class Run:
         self.opt.load_state_dict(st["opt"])
         self.step, self.wall_s, self.cpu_s = st["step"], st["wall_s"], st["cpu_s"]
         self.sampler.set_state(st["sampler"])
+        if self.hires is not None and st.get("hires_sampler") is not None:
+            self.hires.set_state(st["hires_sampler"])
         set_rng_state(st["rng"])
         self.lr_scale = st.get("lr_scale", 1.0)
         self.fresh_from = st.get("fresh_from", 0)
@@ -394,6 +421,18 @@ class Run:
                            f"{row['bpp']:.4f}", f"{row['psnr']:.3f}", f"{row['coded']:.3f}",
                            _opt(row["msssim"]), *extra])
 
+    def batch(self) -> torch.Tensor:
+        """A batch of crops; ``hires_share`` of them (rounded stochastically by the sampler's
+        RNG) from the camera-resolution folder."""
+        n_big = 0
+        if self.hires is not None:
+            want = self.cfg.batch * self.cfg.hires_share
+            n_big = int(want) + int(self.hires.rng.random() < want - int(want))
+        parts = [self.sampler.batch(self.cfg.batch - n_big)]
+        if n_big:
+            parts.append(self.hires.batch(n_big))
+        return torch.cat(parts)
+
     # -- the loop ----------------------------------------------------------------------
     def train(self, budget_min: float, decay_min: float, max_steps: int | None = None) -> None:
         """Train for ``budget_min`` minutes of wall time (the last ``decay_min`` decaying the
@@ -429,7 +468,9 @@ class Run:
                 self._validate(vlog)
                 valf.flush()
                 last_val = el
-            rgb = self.sampler.batch(cfg.batch)
+            if self.step % 50 == 0:
+                set_threads(self.out, cfg.threads)
+            rgb = self.batch()
             dist_weight = None
             if cfg.flat_fraction > 0:
                 pick = torch.rand(cfg.batch) < cfg.flat_fraction
