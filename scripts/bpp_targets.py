@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lcodec import api, codec, models
+from lcodec import api, codec, encoder, models
 from lcodec.imageio import list_images, load_image
 
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     targets = [float(t) for t in args.targets.split(",")]
     # Without --model, each target goes to the model the encoder itself would pick, and to
-    # another one when that model's smallest file is too big (api._fit_size).
+    # another one when that model's smallest file is too big (lcodec.encoder.rate.fit_size).
     infos = [models.find(args.model)] if args.model else models.available()
     chosen = {t: infos[0] if args.model else models.for_bpp(t) for t in targets}
     loaded = {info.name: models.load(info, "cpu") for info in infos}
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         px = src.width * src.height
         ranges = {}
         for name, model in loaded.items():
-            analysis = codec.analyse(model, src, args.entropy)
+            analysis = encoder.analyse(model, src, args.entropy)
             ranges[name] = (len(analysis.encode(codec.KNOB_MIN)) * 8 / px,
                             len(analysis.encode(codec.KNOB_MAX)) * 8 / px)
         for t in targets:

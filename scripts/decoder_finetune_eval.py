@@ -8,7 +8,7 @@ A decoder-only run (``train_part: decoder``) keeps the encoder, so every image c
 same symbols, hence the same bytes, at every knob: PSNR at equal knob is PSNR at equal rate.
 For each image and knob this prints the PSNR of the start model's decoders (float;
 EXACT_INT_V1; EXACT_INT_V2 with all-narrow grids, or ``--wide``) and of each run's (float;
-EXACT_INT_V2; "V2" is the candidate 8-bit synthesis of ``nets/cwic2_exact8.py``), the runs'
+EXACT_INT_V2, the 8-bit synthesis of ``synthesis/exact_int_v2.py``), the runs'
 weights rounded to fp16 as an export stores them, then the means per knob (``--float-only``:
 the float decoders alone; ``--no-v1``: without EXACT_INT_V1, the float decoder within 0.0001
 dB, docs/format.md). ``--slice a:b`` takes images a to b of the sorted folder (to split
@@ -29,7 +29,8 @@ from lcodec.color import rgb_to_ycbcr, ycbcr_to_rgb
 from lcodec.config import NetConfig
 from lcodec.imageio import list_images, load_image
 from lcodec.nets.cwic2 import CWIC2
-from lcodec.nets.cwic2_exact8 import ExactSynthesis8, calibrate
+from lcodec.synthesis.exact_int_v1 import ExactIntV1
+from lcodec.synthesis.exact_int_v2 import ExactIntV2, calibrate
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -70,11 +71,12 @@ def main() -> int:
             a, b = getattr(lm.net, key).state_dict(), getattr(net, key).state_dict()
             if any(not torch.equal(a[k], b[k]) for k in a):
                 raise SystemExit("a run's encoder differs from the model's: not a decoder run")
-    e8 = {name: ExactSynthesis8(net) for name, net in nets}
+    e8 = {name: ExactIntV2(net) for name, net in nets}
     a, b = (int(v) for v in args.slice.split(":"))
     paths = sorted(list_images(args.images))[a:b]
     exact = not args.float_only
     v1 = exact and not args.no_v1
+    exact_v1 = ExactIntV1(lm.net) if v1 else None
     cols = ["start float"] + (["start V1"] if v1 else []) + (["start V2"] if exact else [])
     for name, _ in nets[1:]:
         cols += [f"{name} float"] + ([f"{name} V2"] if exact else [])
@@ -90,7 +92,7 @@ def main() -> int:
             enc = lm.net.quantize(y_y, y_c, lg, knob)
             vals = [psnr(to8(lm.net.decompress(enc)), ref)]
             if v1:
-                vals.append(psnr(lm.exact.pixels(enc.qi, enc.luma, enc.chroma, knob).numpy(),
+                vals.append(psnr(exact_v1.pixels(enc.qi, enc.luma, enc.chroma, knob).numpy(),
                                  ref))
             for name, net in nets:
                 if name != "start":

@@ -6,7 +6,7 @@ On held-out *training* photos (the validation split of ../shared/data/train, nev
 coded by the default model at knobs −0.6 / 0 / 0.6, prints the PSNR change against
 EXACT_INT_V1 and the decoder's CPU seconds for: every layer fine (13-bit), none fine, each
 layer alone fine, and each wide tensor made narrow; then the configuration in
-``lcodec.nets.cwic2_exact8`` (WIDE, FINE). docs/format.md quotes the result.
+``lcodec.synthesis.exact_int_v2`` (WIDE, FINE). docs/format.md quotes the result.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import torch
 
 from lcodec import models
 from lcodec.color import rgb_to_ycbcr
-from lcodec.nets.cwic2_exact8 import FINE, SHARED, WIDE, ExactSynthesis8, calibrate
+from lcodec.synthesis.exact_int_v1 import ExactIntV1
+from lcodec.synthesis.exact_int_v2 import FINE, SHARED, WIDE, ExactIntV2, calibrate
 from lcodec.train.data import centre_crops, is_validation, load_rgb
 
 KNOBS = (-0.6, 0.0, 0.6)
@@ -55,17 +56,18 @@ def main() -> int:
     paths = sorted(p for p in Path(args.data).glob("*.jpg") if is_validation(p, 0.02))
     imgs = [a for a in (load_rgb(p, args.crop) for p in paths) if a is not None][: args.images]
     crops = centre_crops(imgs, args.crop)
+    exact_v1 = ExactIntV1(net)
     cases = []
     for x in crops:
         rgb = (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         y_y, y_c, lg = net.analyse(rgb_to_ycbcr(x[None]))
         for knob in KNOBS:
             enc = net.quantize(y_y, y_c, lg, knob)
-            ref = psnr(lm.exact.pixels(enc.qi, enc.luma, enc.chroma, knob).numpy(), rgb)
+            ref = psnr(exact_v1.pixels(enc.qi, enc.luma, enc.chroma, knob).numpy(), rgb)
             cases.append((rgb, enc, knob, ref))
 
     def run(label: str, fine: frozenset[str], wide: frozenset[str]) -> None:
-        e8 = ExactSynthesis8(net, fine)
+        e8 = ExactIntV2(net, fine)
         d, t = [], 0.0
         for rgb, enc, knob, ref in cases:
             spec = calibrate(net, [enc], wide=wide)

@@ -32,13 +32,13 @@ WARM = {"v2": "v1.2-v2-mse-fffc224b-static-rgb-odd.lic",
 def encode(out: Path, images: list[str]) -> None:
     from dataclasses import replace
 
-    from lcodec import api, codec, container, models
+    from lcodec import api, container, encoder, models
     from lcodec.container import Synthesis
 
     torch.set_num_threads(1)
     model = models.load(models.find("v2-mse"))
     for image in images:
-        analysis = codec.analyse(model, api.as_source(image))
+        analysis = encoder.analyse(model, api.as_source(image))
         files = {"v2": analysis.encode(0.0)}
         lic = container.unpack(files["v2"])
         for kind, synthesis in (("v1", Synthesis.EXACT_INT_V1), ("float", Synthesis.FLOAT)):

@@ -42,7 +42,7 @@ start)
     for cfg in "$@"; do
         n=$(basename "$cfg" .json)
         mkdir -p "runs/$n"
-        setsid nohup bash -c "python3 -m lcodec.train '$cfg' 'runs/$n' && touch 'runs/$n/DONE'" \
+        setsid nohup bash -c "python3 -m lcodec.train.v1 '$cfg' 'runs/$n' && touch 'runs/$n/DONE'" \
             > "runs/$n/stdout.txt" 2>&1 < /dev/null &
     done
     sleep 5

@@ -1,7 +1,7 @@
 """Plot a v2 run's learning curve: held-out PSNR and estimated bpp against CPU-hours.
 
 ``python scripts/plot_learning_curve.py RUN_DIR OUT.png`` reads ``RUN_DIR/val.csv`` (written
-by ``python -m lcodec.train.rdloop``: step, CPU-hours, knob, bpp, PSNR, coded fraction) and
+by ``python -m lcodec.train``: step, CPU-hours, knob, bpp, PSNR, coded fraction) and
 draws the PSNR at fixed rates (0.25, 0.5, 1 bpp, interpolated in log-bpp between each
 validation's six knobs, so a change of the knob's λ range does not break the curve) and the
 knob's rate range (rows a resume went back behind are dropped), plus a markdown table on

@@ -24,7 +24,7 @@ import torch
 
 def quantization_error(name: str, folder: Path) -> tuple[float, float]:
     """Mean squared quantization error of the luma and chroma codes over the images."""
-    from lcodec import codec, models
+    from lcodec import encoder, models
     from lcodec.imageio import load_image
     from lcodec.train.data import list_images
 
@@ -32,7 +32,7 @@ def quantization_error(name: str, folder: Path) -> tuple[float, float]:
     net = loaded.net
     errs_y, errs_c = [], []
     for path in list_images(folder):
-        a = codec.analyse(loaded, load_image(path, str(path), alpha="drop", strip=True),
+        a = encoder.analyse(loaded, load_image(path, str(path), alpha="drop", strip=True),
                           "static")
         with torch.no_grad():
             for e, q, errs in ((a.e_y, net.luma_q, errs_y), (a.e_c, net.chroma_q, errs_c)):

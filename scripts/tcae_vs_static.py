@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lcodec import codec, container, models
+from lcodec import codec, container, encoder, models
 from lcodec.container import SectionType
 from lcodec.imageio import list_images, load_image
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in list_images(args.folder):
         src = load_image(path, str(path), alpha="drop", strip=True)
         pixels = src.width * src.height
-        analysis = codec.analyse(loaded, src, "tcae")
+        analysis = encoder.analyse(loaded, src, "tcae")
         for knob in knobs:
             static = container.unpack(analysis.encode_static(knob))
             t0 = time.perf_counter()

@@ -3,7 +3,7 @@ one switch (`configs/ablation/v2-*.json`: base, no importance map, decoder noise
 rate), each trained from scratch for the same minutes at one thread:
 
     for v in base nomask noise maskrate; do
-        python -m lcodec.train.rdloop ~/.cache/lcodec/runs/abl-$v \\
+        python -m lcodec.train ~/.cache/lcodec/runs/abl-$v \\
             --config configs/ablation/v2-$v.json --budget-minutes 20 --decay-minutes 5
     done
     python scripts/v2_ablation.py ../shared/data/kodak ~/.cache/lcodec/runs/abl-* \\

@@ -32,11 +32,21 @@ from pathlib import Path
 
 import numpy as np
 
-from lcodec import api, codec, container, correction, sidecar
+from lcodec import api, container, sidecar
 from lcodec.container import SectionType
+from lcodec.correction import Correction
+from lcodec.encoder import correction_choice
+from lcodec.encoder.correction_choice import fit
+from lcodec.encoder.draft import Draft
 from lcodec.errors import LcodecError
 
 MAX_PIXELS = 1 << 16  # the harness's decompression-bomb limit: keeps every case fast
+
+
+
+def with_fix(data: bytes, fix: Correction) -> bytes:
+    """``data`` (a file) with ``fix`` as its CORRECTION section."""
+    return container.pack(correction_choice.with_fix(Draft(container.unpack(data)), fix).lic)
 
 
 def seed_files() -> list[bytes]:
@@ -48,10 +58,10 @@ def seed_files() -> list[bytes]:
     rgba = Image.fromarray(rgb).convert("RGBA")
     plain = api.encode(rgb, knob=0.3, correction=False)
     shifted = np.clip(rgb.astype(int) + 6, 0, 255).astype(np.uint8)  # a cast to correct
-    fix = correction.fit(shifted, api.decode_array(plain), 2, 4, 8)
+    fix = fit(shifted, api.decode_array(plain), 2, 4, 8)
     return [
         api.encode(rgb, knob=0.3),
-        codec.with_correction(plain, fix),  # a CORRECTION section (format 1.3)
+        with_fix(plain, fix),  # a CORRECTION section (format 1.3)
         api.encode(rgb[:9, :13].copy(), knob=-0.2),
         api.encode(Image.fromarray(rgb).convert("L"), knob=0.0),
         api.encode(rgba, knob=0.1),

@@ -144,7 +144,7 @@ def test_info_writes_the_decoded_importance_map(tmp_path, lic_file, crop_path, c
     import numpy as np
     from PIL import Image
 
-    from lcodec import api, codec, container, models
+    from lcodec import api, container, encoder, models
 
     out = tmp_path / "map.png"
     assert run(["info", str(lic_file), "--importance-map", str(out)], capsys)[0] == 0
@@ -153,7 +153,7 @@ def test_info_writes_the_decoded_importance_map(tmp_path, lic_file, crop_path, c
     assert picture.shape == (hdr.height, hdr.width)
     loaded = models.load(models.find(model_id=hdr.model_id))
     src = api.as_source(np.asarray(Image.open(crop_path).convert("RGB")))
-    qi, _, _ = codec.analyse(loaded, src).symbols(hdr.rate_knob)
+    qi, _, _ = encoder.analyse(loaded, src).symbols(hdr.rate_knob)
     s = loaded.config.stride
     assert np.array_equal(picture[::s, ::s], (qi * 255 // 15).astype(np.uint8))
     assert len(np.unique(qi)) > 1  # a real map, not a constant
@@ -365,3 +365,15 @@ def test_readme_option_table_matches_each_command() -> None:
             has = all(n in names for n in option.split("/"))
             assert has == claimed, f"README says {option} {'is' if claimed else 'is not'} " \
                                    f"an option of {command}"
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+def test_conflicting_encode_options_are_one_error_before_any_file(
+        batch, tmp_path, crop_path, capsys, monkeypatch) -> None:
+    from lcodec import api
+
+    monkeypatch.setattr(api, "encode_with_stats", lambda *a, **k: pytest.fail("encoded"))
+    out = ["-o", str(tmp_path / "o")] if batch else [str(tmp_path / "a.lic")]
+    code, _, err = run(["encode", str(crop_path), *out, "--bpp", "0.5", "--knob", "0"], capsys)
+    assert code == 1 and err.count("\n") == 1 and "at most one" in err, err
+    assert list(tmp_path.rglob("*.lic")) == []

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lcodec import api, codec, container, models
+from lcodec import api, codec, container, encoder, models
+from lcodec.encoder.correction_choice import FILL_KNOB_STEP, FILL_TRIES
 from lcodec.errors import LcodecError
 from lcodec.imageio import SourceImage
 from lcodec.metrics import psnr
@@ -43,7 +44,7 @@ def test_tiny_images_down_to_one_pixel_round_trip() -> None:
 
 
 def test_decoding_gives_exactly_the_symbols_the_encoder_chose(model, crop_rgb) -> None:
-    analysis = codec.analyse(model, SourceImage(crop_rgb))
+    analysis = encoder.analyse(model, SourceImage(crop_rgb))
     for knob in (-0.3, 0.0, 0.3):
         data = analysis.encode(knob)
         sent = analysis.codes(round(knob, 3))
@@ -59,7 +60,7 @@ def test_encoding_and_decoding_are_deterministic(crop_rgb) -> None:
 
 
 def test_file_size_grows_with_the_rate_knob(model, crop_rgb) -> None:
-    analysis = codec.analyse(model, SourceImage(crop_rgb))
+    analysis = encoder.analyse(model, SourceImage(crop_rgb))
     sizes = [len(analysis.encode(k)) for k in (-0.5, -0.2, 0.1, 0.4, 0.8)]
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
 
@@ -67,12 +68,12 @@ def test_file_size_grows_with_the_rate_knob(model, crop_rgb) -> None:
 @pytest.mark.parametrize("target", [0.3, 0.6, 1.0])
 def test_bpp_target_gives_the_largest_file_not_above_it(model, crop_rgb, target) -> None:
     pixels = crop_rgb.shape[0] * crop_rgb.shape[1]
-    ceiling = len(codec.analyse(model, SourceImage(crop_rgb)).encode(codec.KNOB_MAX)) * 8 / pixels
+    ceiling = len(encoder.analyse(model, SourceImage(crop_rgb)).encode(codec.KNOB_MAX)) * 8 / pixels
     res = api.encode_with_stats(crop_rgb, bpp=target)
     assert res.bpp <= target
     if ceiling <= target:  # above the networks' range: a file at or near their top knob
         # (the correction layer fills the rest, from there or a few steps lower)
-        assert res.knob >= codec.KNOB_MAX - api.FILL_TRIES * api.FILL_KNOB_STEP - 1e-9
+        assert res.knob >= codec.KNOB_MAX - FILL_TRIES * FILL_KNOB_STEP - 1e-9
     else:
         assert res.bpp >= 0.9 * target, f"{res.bpp} far below {target} (knob {res.knob})"
 
@@ -103,7 +104,7 @@ def test_a_file_naming_a_missing_entropy_model_names_it(crop_rgb) -> None:
 
 def test_both_entropy_methods_round_trip_the_same_symbols(crop_rgb) -> None:
     model = models.load(models.find("lite-mse"))  # a model with an installed TCAE
-    analysis = codec.analyse(model, SourceImage(crop_rgb), "tcae")
+    analysis = encoder.analyse(model, SourceImage(crop_rgb), "tcae")
     files = {"tcae": analysis.encode(0.1), "static": analysis.encode_static(0.1)}
     methods = {k: container.unpack(v).header.entropy_method.name for k, v in files.items()}
     assert methods == {"tcae": "INCLINED_TCAE_V1", "static": "STATIC_CONTEXT_V1"}
@@ -237,7 +238,7 @@ def test_a_size_below_the_chosen_models_range_falls_back_to_another_model(
     smallest = {}
     for name in ("lite-mse", "mse"):
         loaded = models.load(models.find(name))
-        smallest[name] = len(codec.analyse(loaded, SourceImage(crop_rgb)).encode(codec.KNOB_MIN))
+        smallest[name] = len(encoder.analyse(loaded, SourceImage(crop_rgb)).encode(codec.KNOB_MIN))
     big, small = sorted(smallest, key=smallest.get, reverse=True)
     assert smallest[big] > smallest[small]
     # Cards that make the model with the larger smallest file the first choice everywhere.

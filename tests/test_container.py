@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import random
+import re
 import struct
 import tracemalloc
 import zlib
+from enum import IntEnum
+from pathlib import Path
 
 import pytest
 
 from lcodec.container import (
     DEFAULT_MAX_PIXELS,
+    FIRST_VERSION,
     FORMAT_MAJOR,
     FORMAT_MINOR,
     HEADER_SIZE,
@@ -22,6 +26,7 @@ from lcodec.container import (
     LicFile,
     SectionType,
     Synthesis,
+    Version,
     looks_like_lic,
     pack,
     read_header,
@@ -506,3 +511,154 @@ def test_the_header_reports_the_format_version_the_file_was_written_in() -> None
     assert read_header(bytes(data))[0].version == (FORMAT_MAJOR, FORMAT_MINOR)
     data[MINOR_OFFSET] = FORMAT_MINOR + 1
     assert unpack(with_header_crc(data)).header.version == (FORMAT_MAJOR, FORMAT_MINOR + 1)
+
+
+# ------------------------------------------------------------ format versions (FIRST_VERSION)
+
+RULES = [(value, since) for rows in FIRST_VERSION.values() for value, since in rows.items()]
+RULE_IDS = [f"{type(value).__name__}.{value.name}" for value, _ in RULES]
+NEWER_THAN_1_0 = [(value, since) for value, since in RULES if since > (1, 0)]
+NEWER_IDS = [f"{type(value).__name__}.{value.name}" for value, _ in NEWER_THAN_1_0]
+SECTION_PAYLOADS = {SectionType.SYNTHESIS: bytes([Synthesis.FLOAT]),
+                    SectionType.SYNTHESIS_GRIDS: GRIDS}
+
+
+def _file_holding(version: Version, values: list[IntEnum]) -> bytes:
+    """A file of format ``version`` holding ``values`` (a colour mode, an entropy method, a
+    synthesis, section types), built byte by byte, as a writer of that version would have."""
+    fields: dict[str, object] = {}
+    sections: dict[int, bytes] = {}
+    for value in values:
+        if isinstance(value, ColourMode):
+            fields["colour_mode"] = value
+        elif isinstance(value, EntropyMethod):
+            fields["entropy_method"] = value
+        elif isinstance(value, Synthesis):
+            if value != Synthesis.FLOAT:  # FLOAT is a file without a SYNTHESIS section
+                sections[SectionType.SYNTHESIS] = bytes([value])
+        else:
+            sections.setdefault(value, SECTION_PAYLOADS.get(value, b"payload"))
+    data = bytearray(pack(LicFile(make_header(**fields), {})))
+    for section_type in sorted(sections):
+        data = _append_section(bytes(data), section_type, sections[section_type])
+    data[MAJOR_OFFSET], data[MINOR_OFFSET] = version
+    return with_header_crc(data)
+
+
+def _with_companions(value: IntEnum) -> list[IntEnum]:
+    """``value`` and what a valid file holding it needs beside it (EXACT_INT_V2 and its grids
+    go together)."""
+    # (type, value) pairs: members of different IntEnums with equal numbers compare equal
+    if (type(value), value) in ((Synthesis, 2), (SectionType, 7)):
+        return [Synthesis.EXACT_INT_V2, SectionType.SYNTHESIS_GRIDS]
+    return [value]
+
+
+def _named(value: IntEnum) -> str:
+    """How a refusal names ``value``."""
+    return {SectionType: f"a {value.name.lower().replace('_', ' ')} section",
+            Synthesis: f"synthesis {value.name}", ColourMode: f"colour mode {value.name}",
+            EntropyMethod: f"entropy method {value.name}"}[type(value)]
+
+
+def _lic_holding(values: list[IntEnum]) -> LicFile:
+    """What the encoder would pack for a file holding ``values``."""
+    fields: dict[str, object] = {}
+    sections: dict[SectionType, bytes] = {}
+    for value in values:
+        if isinstance(value, ColourMode):
+            fields["colour_mode"] = value
+        elif isinstance(value, EntropyMethod):
+            fields["entropy_method"] = value
+        elif isinstance(value, Synthesis):
+            fields["synthesis"] = value
+        elif value == SectionType.SYNTHESIS:
+            fields.setdefault("synthesis", Synthesis.EXACT_INT_V1)
+        elif value == SectionType.SYNTHESIS_GRIDS:
+            fields["synthesis_grids"] = GRIDS
+        else:
+            sections[SectionType(value)] = b"payload"
+    return LicFile(make_header(**fields), sections)
+
+
+def test_every_value_has_a_first_version_and_the_newest_is_the_current_format() -> None:
+    assert set(FIRST_VERSION) == {ColourMode, EntropyMethod, Synthesis, SectionType}
+    for enum, rows in FIRST_VERSION.items():
+        assert set(rows) == set(enum), enum.__name__
+    assert max(since for _, since in RULES) == (FORMAT_MAJOR, FORMAT_MINOR)
+
+
+@pytest.mark.parametrize(("value", "since"), RULES, ids=RULE_IDS)
+def test_a_value_is_accepted_in_a_file_of_the_version_it_appeared_in(
+    value: IntEnum, since: Version
+) -> None:
+    data = _file_holding(since, _with_companions(value))
+    header, listing = read_header(data)
+    lic = unpack(data)
+    assert header.version == lic.header.version == since
+    held = [header.colour_mode, header.entropy_method, header.synthesis, *(t for t, _ in listing)]
+    assert (type(value), value) in [(type(h), h) for h in held]
+
+
+@pytest.mark.parametrize(("value", "since"), NEWER_THAN_1_0, ids=NEWER_IDS)
+def test_a_value_is_refused_in_a_file_one_minor_version_older(
+    value: IntEnum, since: Version
+) -> None:
+    major, minor = since
+    data = _file_holding((major, minor - 1), [value])
+    message = (f"{_named(value)} in a format {major}.{minor - 1} file (it needs format "
+               f"{major}.{minor}); the file is corrupted")
+    for parse in (unpack, read_header):
+        with pytest.raises(LicError, match=f"^{re.escape(message)}$"):
+            parse(data)
+
+
+def test_a_synthesis_section_in_a_format_1_0_file_is_refused() -> None:
+    """Once read as EXACT_INT_V1 (its "since 1.1" was only a comment); now refused like a
+    CORRECTION section in a 1.2 file."""
+    old = bytearray(pack(make_lic(synthesis=Synthesis.EXACT_INT_V1)))
+    old[MINOR_OFFSET] = 0
+    with pytest.raises(LicError, match=r"^synthesis EXACT_INT_V1 in a format 1\.0 file \(it "
+                                       r"needs format 1\.1\); the file is corrupted$"):
+        unpack(with_header_crc(old))
+    float_named = _file_holding((1, 0), [SectionType.SYNTHESIS])  # a FLOAT payload
+    with pytest.raises(LicError, match=r"^a synthesis section in a format 1\.0 file"):
+        unpack(float_named)
+    old[MINOR_OFFSET] = 1
+    assert unpack(with_header_crc(old)).header.synthesis == Synthesis.EXACT_INT_V1
+
+
+def test_a_correction_section_is_refused_before_format_1_3_and_accepted_from_it() -> None:
+    lic = LicFile(make_header(), {SectionType.LUMA: b"l", SectionType.CORRECTION: b"fix"})
+    data = bytearray(pack(lic))
+    assert unpack(bytes(data)) == lic
+    for minor in (0, 1, 2):
+        data[MINOR_OFFSET] = minor
+        with pytest.raises(LicError, match=rf"^a correction section in a format 1\.{minor} file"
+                                           r" \(it needs format 1\.3\)"):
+            unpack(with_header_crc(data))
+
+
+@pytest.mark.parametrize(("value", "since"), RULES, ids=RULE_IDS)
+def test_the_table_alone_decides_for_reading_and_writing(
+    value: IntEnum, since: Version, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row moved to a future version: unpack refuses a current file holding the value, and
+    pack refuses to write one."""
+    current = (FORMAT_MAJOR, FORMAT_MINOR)
+    data = _file_holding(current, _with_companions(value))
+    lic = _lic_holding(_with_companions(value))
+    assert unpack(pack(lic)) == lic and unpack(data).header.version == current
+    monkeypatch.setitem(FIRST_VERSION[type(value)], value, (FORMAT_MAJOR, FORMAT_MINOR + 1))
+    message = re.escape(f"{_named(value)} in a format {FORMAT_MAJOR}.{FORMAT_MINOR} file")
+    with pytest.raises(LicError, match=f"^{message}"):
+        unpack(data)
+    with pytest.raises(ValueError, match=f"^{message}"):
+        pack(lic)
+
+
+def test_the_format_spec_lists_the_same_first_versions() -> None:
+    spec = (Path(__file__).parents[1] / "docs" / "format.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(\w+)\.(\w+)` \| (\d+)\.(\d+) \|$", spec, re.MULTILINE)
+    documented = {(enum, name): (int(major), int(minor)) for enum, name, major, minor in rows}
+    assert documented == {(type(v).__name__, v.name): since for v, since in RULES}

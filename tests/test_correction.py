@@ -8,11 +8,19 @@ import struct
 import numpy as np
 import pytest
 
-from lcodec import api, codec, container, correction
+from lcodec import api, codec, container, correction, encoder
 from lcodec.container import SectionType
 from lcodec.correction import Correction
+from lcodec.encoder import correction_choice
+from lcodec.encoder.correction_choice import fit
+from lcodec.encoder.draft import Draft
 from lcodec.entropy.coder import PRECISION
 from lcodec.errors import LicError
+
+
+def with_fix(data: bytes, fix: Correction) -> bytes:
+    """``data`` (a file) with ``fix`` as its CORRECTION section."""
+    return container.pack(correction_choice.with_fix(Draft(container.unpack(data)), fix).lic)
 
 
 def _pair(h: int = 37, w: int = 53, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -26,7 +34,7 @@ def _pair(h: int = 37, w: int = 53, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 @pytest.mark.parametrize("gray", [False, True])
 def test_a_field_round_trips_through_its_section(log2_block, gray) -> None:
     src, dec = _pair()
-    fix = correction.fit(src, dec, log2_block, 2, 4, gray)
+    fix = fit(src, dec, log2_block, 2, 4, gray)
     back = correction.unpack(correction.pack(fix), 53, 37, fix.planes)
     assert back == Correction(log2_block, 2, 4, back.values)
     assert np.array_equal(back.values, fix.values)
@@ -34,14 +42,14 @@ def test_a_field_round_trips_through_its_section(log2_block, gray) -> None:
 
 def test_a_pixel_field_of_one_level_steps_restores_the_source() -> None:
     src, dec = _pair()
-    fixed = correction.apply(dec.copy(), correction.fit(src, dec, 0, 4, 4))
+    fixed = correction.apply(dec.copy(), fit(src, dec, 0, 4, 4))
     assert np.abs(fixed.astype(int) - src).max() <= 1  # YCoCg's half levels round
     assert np.abs(fixed.astype(int) - src).mean() < 0.5 < np.abs(dec.astype(int) - src).mean()
 
 
 def test_a_coarse_field_removes_a_colour_cast() -> None:
     src, dec = _pair(64, 96)
-    fixed = correction.apply(dec.copy(), correction.fit(src, dec, 4, 2, 4))
+    fixed = correction.apply(dec.copy(), fit(src, dec, 4, 2, 4))
     cast = lambda a: (src.astype(float) - a).reshape(-1, 3).mean(0)  # noqa: E731
     assert np.abs(cast(dec)).max() > 2 and np.abs(cast(fixed)).max() < 0.5
 
@@ -77,7 +85,7 @@ def test_the_decoder_is_integer_arithmetic_with_known_values() -> None:
 
 def _payload() -> bytes:
     src, dec = _pair()
-    return correction.pack(correction.fit(src, dec, 2, 4, 8))
+    return correction.pack(fit(src, dec, 2, 4, 8))
 
 
 @pytest.mark.parametrize("case, message", [
@@ -104,7 +112,7 @@ def _flat(colour: tuple[int, int, int], size: int = 64) -> np.ndarray:
 def test_a_correction_section_in_a_format_1_2_file_is_refused() -> None:
     plain = api.encode(_flat((250, 250, 250)), knob=0.0, correction=False)
     fix = Correction(4, 4, 8, np.full((4, 4, 3), 1, np.int32))
-    data = bytearray(codec.with_correction(plain, fix))
+    data = bytearray(with_fix(plain, fix))
     assert codec.file_correction(container.unpack(bytes(data))) == fix
     data[5] = 2
     body = container._HEADER_BODY.size
@@ -131,7 +139,7 @@ def test_a_target_above_the_largest_network_file_is_filled(crop_rgb) -> None:
     res = api.encode_with_stats(crop_rgb, size=budget)
     # from the top knob, or a lower one whose correction fills more of the budget better
     assert 0.97 * budget <= len(res.data) <= budget \
-        and res.knob >= 1.0 - api.FILL_TRIES * api.FILL_KNOB_STEP - 1e-9
+        and res.knob >= 1.0 - correction_choice.FILL_TRIES * correction_choice.FILL_KNOB_STEP - 1e-9
     assert not res.notices
     lic = container.unpack(res.data)
     assert SectionType.CORRECTION in lic.sections
@@ -148,7 +156,7 @@ def test_the_encoder_fits_the_field_to_the_pixels_the_decoder_computes(crop_rgb,
     from lcodec import models
 
     image = Image.fromarray(crop_rgb).convert("L") if gray else crop_rgb
-    analysis = codec.analyse(models.load(models.find(None), "cpu"), api.as_source(image),
+    analysis = encoder.analyse(models.load(models.find(None), "cpu"), api.as_source(image),
                              "auto", "auto")
     assert analysis.source.gray == gray
     for knob in (-0.5, 0.4):

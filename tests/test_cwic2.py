@@ -88,13 +88,15 @@ def test_the_mask_count_ablation_prices_coded_symbols_not_their_values(net, mask
 
 
 def _run(folder, out, steps: int, monkeypatch):
-    from lcodec.train import rdloop
+    from lcodec.train.v2.config import RDConfig
+    from lcodec.train.v2.loop import train
+    from lcodec.train.v2.run import Run
 
     monkeypatch.setitem(CONFIGS, "v2-tiny", TINY)
-    cfg = rdloop.RDConfig(data=str(folder), net="v2-tiny", batch=2, crop=32, val_fraction=0.3,
-                          val_crop=32, ckpt_every=2, threads=1)
+    cfg = RDConfig(data=str(folder), net="v2-tiny", batch=2, crop=32, val_fraction=0.3,
+                   val_crop=32, ckpt_every=2, threads=1)
     out.mkdir(exist_ok=True)
-    rdloop.Run(out, cfg).train(budget_min=60, decay_min=0, max_steps=steps)
+    train(Run(out, cfg), budget_min=60, decay_min=0, max_steps=steps)
     return torch.load(out / "last.ckpt", weights_only=False)
 
 
@@ -138,7 +140,7 @@ def test_clipped_codes_give_the_encoder_no_gradient_toward_larger_codes(net) -> 
 
 
 def test_smooth_training_crops_are_flat_or_ramps_on_the_8_bit_grid() -> None:
-    from lcodec.train.rdloop import smooth_crops
+    from lcodec.train.v2.objective import smooth_crops
 
     torch.manual_seed(0)
     crops = smooth_crops(16, 24)
@@ -150,43 +152,48 @@ def test_smooth_training_crops_are_flat_or_ramps_on_the_8_bit_grid() -> None:
 
 def test_a_run_trains_at_its_own_lambda_range_and_records_it(
         tmp_path, image_folder, monkeypatch) -> None:
-    from lcodec.train import rdloop
+    from lcodec.train.v2.config import RDConfig
+    from lcodec.train.v2.loop import train
+    from lcodec.train.v2.run import Run
 
     monkeypatch.setitem(CONFIGS, "v2-tiny", TINY)
-    cfg = rdloop.RDConfig(data=str(image_folder), net="v2-tiny", batch=2, crop=32,
-                          val_fraction=0.3, val_crop=32, ckpt_every=2, threads=1,
-                          lam_range=(1e-4, 0.05), flat_fraction=0.5)
+    cfg = RDConfig(data=str(image_folder), net="v2-tiny", batch=2, crop=32,
+                   val_fraction=0.3, val_crop=32, ckpt_every=2, threads=1,
+                   lam_range=(1e-4, 0.05), flat_fraction=0.5)
     (tmp_path / "a").mkdir()
-    rdloop.Run(tmp_path / "a", cfg).train(budget_min=60, decay_min=0, max_steps=2)
+    train(Run(tmp_path / "a", cfg), budget_min=60, decay_min=0, max_steps=2)
     ckpt = torch.load(tmp_path / "a" / "last.ckpt", weights_only=False)
     assert ckpt["net_config"]["lam_range"] == [1e-4, 0.05]
 
 
 def test_a_run_started_from_another_runs_checkpoint_continues_its_step_count(
         tmp_path, image_folder, monkeypatch) -> None:
-    from lcodec.train import rdloop
+    from lcodec.train.v2.config import RDConfig
+    from lcodec.train.v2.loop import train
+    from lcodec.train.v2.run import Run
 
     _run(image_folder, tmp_path / "a", 2, monkeypatch)
-    cfg = rdloop.RDConfig(data=str(image_folder), net="v2-tiny", batch=2, crop=32,
-                          val_fraction=0.3, val_crop=32, ckpt_every=2, threads=1,
-                          init=str(tmp_path / "a" / "last.ckpt"))
+    cfg = RDConfig(data=str(image_folder), net="v2-tiny", batch=2, crop=32,
+                   val_fraction=0.3, val_crop=32, ckpt_every=2, threads=1,
+                   init=str(tmp_path / "a" / "last.ckpt"))
     (tmp_path / "b").mkdir()
-    rdloop.Run(tmp_path / "b", cfg).train(budget_min=60, decay_min=0, max_steps=4)
+    train(Run(tmp_path / "b", cfg), budget_min=60, decay_min=0, max_steps=4)
     assert torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)["step"] == 4
 
 
 def test_the_flat_weight_scales_only_the_weighted_crops_distortion(net) -> None:
-    from lcodec.train import rdloop
+    from lcodec.train.v2.config import RDConfig
+    from lcodec.train.v2.objective import rd_loss
 
     torch.manual_seed(1)
     x = torch.rand(2, 3, 32, 32)
     knob = torch.zeros(2)
-    cfg = rdloop.RDConfig(net="v2-tiny", lam_range=(1e-4, 0.05))
+    cfg = RDConfig(net="v2-tiny", lam_range=(1e-4, 0.05))
 
     def loss(weight) -> float:
         torch.manual_seed(2)  # the same noise for every call
         with torch.no_grad():
-            return float(rdloop.rd_loss(net, x, knob, cfg, dist_weight=weight)[0])
+            return float(rd_loss(net, x, knob, cfg, dist_weight=weight)[0])
 
     plain, ones = loss(None), loss(torch.ones(2))
     assert plain == pytest.approx(ones, rel=1e-6)
@@ -195,19 +202,20 @@ def test_the_flat_weight_scales_only_the_weighted_crops_distortion(net) -> None:
 
 def test_autocast_is_used_only_where_the_cpu_has_native_bf16(tmp_path, image_folder,
                                                              monkeypatch) -> None:
-    from lcodec.train import rdloop
+    from lcodec.train.v2 import run
+    from lcodec.train.v2.config import RDConfig
 
     monkeypatch.setitem(CONFIGS, "v2-tiny", TINY)
-    cfg = rdloop.RDConfig(data=str(image_folder), net="v2-tiny", batch=2, crop=32,
-                          val_fraction=0.3, val_crop=32, threads=1, amp=True)
+    cfg = RDConfig(data=str(image_folder), net="v2-tiny", batch=2, crop=32,
+                   val_fraction=0.3, val_crop=32, threads=1, amp=True)
     for native in (False, True):
-        monkeypatch.setattr(rdloop, "native_bf16", lambda native=native: native)
-        assert rdloop.Run(tmp_path, cfg).amp is native
-    assert rdloop.Run(tmp_path, dataclasses.replace(cfg, amp=False)).amp is False
+        monkeypatch.setattr(run, "native_bf16", lambda native=native: native)
+        assert run.Run(tmp_path, cfg).amp is native
+    assert run.Run(tmp_path, dataclasses.replace(cfg, amp=False)).amp is False
 
 
 def test_the_warmup_ramps_the_lr_only_after_a_fresh_optimizer() -> None:
-    from lcodec.train.rdloop import warmup
+    from lcodec.train.v2.loop import warmup
 
     assert [warmup(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     assert warmup(0, 0) == 1.0

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lcodec.colorimetry import ciede2000
 from lcodec.errors import LcodecError
 from lcodec.evaluate import baselines
 from lcodec.evaluate.bdrate import bd_rate, pchip, pchip_integral, quality_at, rd_hull
-from lcodec.evaluate.quality import Scorer, ciede2000, delta_e00, psnr_y, srgb_to_lab
+from lcodec.evaluate.quality import Scorer, delta_e00, lab_of, psnr_y
 
 DEV_MODELS = Path("/tmp/devmodels")  # untrained stand-in, used only if models/ has none yet
 
@@ -93,15 +94,18 @@ def test_quality_at_interpolates_in_log_bpp_and_never_extrapolates():
 # --- quality metrics -----------------------------------------------------------------------
 
 def test_ciede2000_matches_sharma_reference_pairs():
-    lab1 = np.array([p[0] for p in SHARMA])
-    lab2 = np.array([p[1] for p in SHARMA])
+    import torch
+
+    lab1 = torch.tensor([p[0] for p in SHARMA], dtype=torch.float64)  # (pairs, 3)
+    lab2 = torch.tensor([p[1] for p in SHARMA], dtype=torch.float64)
     want = np.array([p[2] for p in SHARMA])
-    assert np.abs(ciede2000(lab1, lab2) - want).max() < 1e-4
-    assert np.abs(ciede2000(lab2, lab1) - want).max() < 1e-4  # symmetric
+    assert np.abs(ciede2000(lab1, lab2).numpy() - want).max() < 1e-4
+    assert np.abs(ciede2000(lab2, lab1).numpy() - want).max() < 1e-4  # symmetric
 
 
 def test_srgb_to_lab_gives_the_reference_white_and_red():
-    lab = srgb_to_lab(np.array([[255, 255, 255], [255, 0, 0], [0, 0, 0]], dtype=np.uint8))
+    rgb = np.array([[[255, 255, 255], [255, 0, 0], [0, 0, 0]]], dtype=np.uint8)
+    lab = lab_of(rgb)[0, :, 0].T.numpy()  # (1, 3, 1, 3) -> (3 pixels, 3)
     assert lab[0] == pytest.approx([100.0, 0.0, 0.0], abs=1e-3)
     assert lab[1] == pytest.approx([53.2408, 80.0925, 67.2032], abs=1e-3)
     assert lab[2] == pytest.approx([0.0, 0.0, 0.0], abs=1e-9)
@@ -256,7 +260,7 @@ def test_bench_stages_reproduce_the_codec_bytes_and_pixels(crop_path, lcodec_mod
     import torch
 
     from lcodec import api, models
-    from lcodec.evaluate.bench import ENCODE_STAGES, time_lcodec
+    from lcodec.evaluate.bench.stages import ENCODE_STAGES, time_lcodec
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -285,9 +289,10 @@ def tiny_tcae_models(tmp_path, monkeypatch, lcodec_model):
 
     from lcodec import models
     from lcodec.config import NetConfig
-    from lcodec.entropy.tcae import TcaeConfig
+    from lcodec.entropy.tcae_config import TcaeConfig
     from lcodec.entropy.tcae_net import TcaeNet
-    from lcodec.train import tcae as train_tcae
+    from lcodec.train.tcae.codes import synthetic_codes
+    from lcodec.train.tcae.freeze import freeze_models
 
     info = models.find(None)
     folder = tmp_path / "models"
@@ -302,12 +307,12 @@ def tiny_tcae_models(tmp_path, monkeypatch, lcodec_model):
     cfgs = {"importance": TcaeConfig(1, cfg.imp_levels, 0, **small),
             "luma": TcaeConfig(cfg.n_luma, cfg.levels, 1, side_classes=3, **small),
             "chroma": TcaeConfig(cfg.n_chroma, cfg.levels, 1, side_classes=3, **small)}
-    codes = train_tcae.synthetic_codes(4, 8, seed=3, n_luma=cfg.n_luma, n_chroma=cfg.n_chroma,
-                                       levels=cfg.imp_levels, classes=cfg.levels)
+    codes = synthetic_codes(4, 8, seed=3, n_luma=cfg.n_luma, n_chroma=cfg.n_chroma,
+                            levels=cfg.imp_levels, classes=cfg.levels)
     torch.manual_seed(0)
     nets = {n: TcaeNet(c).eval() for n, c in cfgs.items()}
     tmp = folder / "tcae.tmp"
-    entropy_id = train_tcae.freeze_models(nets, codes, np.arange(4)).save(tmp)
+    entropy_id = freeze_models(nets, codes, np.arange(4)).save(tmp)
     tmp.rename(folder / "entropy" / f"{info.name}-tcae-{entropy_id.hex()}.safetensors")
     monkeypatch.setenv("LCODEC_MODELS", str(folder))
     return entropy_id
@@ -320,11 +325,12 @@ def test_bench_times_the_method_the_codec_writes(crop_path, tiny_tcae_models, ca
                                                  method):
     import torch
 
-    from lcodec.evaluate import bench
+    from lcodec.evaluate.bench.command import main
+    from lcodec.evaluate.bench.stages import ENCODE_STAGES
 
     before = torch.get_num_threads()
     try:  # raises (exit 1) if the bench's bytes or symbols differ from the codec's
-        rc = bench.main([str(crop_path), "--device", "cpu", "--baselines", "", "--threads", "1",
+        rc = main([str(crop_path), "--device", "cpu", "--baselines", "", "--threads", "1",
                          "--entropy", entropy, "--cli", "0"])
     finally:
         torch.set_num_threads(before)
@@ -334,7 +340,7 @@ def test_bench_times_the_method_the_codec_writes(crop_path, tiny_tcae_models, ca
     assert (tiny_tcae_models.hex() in out.splitlines()[0]) == (method == "INCLINED_TCAE_V1")
     row = next(line for line in out.splitlines() if line.startswith(f"| {crop_path.name} |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    times = [float(c) for c in cells[2:2 + 2 * len(bench.ENCODE_STAGES) + 2]]
+    times = [float(c) for c in cells[2:2 + 2 * len(ENCODE_STAGES) + 2]]
     assert all(math.isfinite(x) and x >= 0 for x in times)
     assert sum(times) > 0
     assert f"Entropy method {method}:" in out
@@ -343,11 +349,11 @@ def test_bench_times_the_method_the_codec_writes(crop_path, tiny_tcae_models, ca
 def test_bench_times_the_real_commands_beside_the_in_process_path(crop_path, capsys) -> None:
     import torch
 
-    from lcodec.evaluate import bench
+    from lcodec.evaluate.bench.command import main
 
     before = torch.get_num_threads()
     try:
-        rc = bench.main([str(crop_path), "--device", "cpu", "--baselines", "", "--threads", "1",
+        rc = main([str(crop_path), "--device", "cpu", "--baselines", "", "--threads", "1",
                          "--cli", "1"])
     finally:
         torch.set_num_threads(before)

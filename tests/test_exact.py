@@ -1,5 +1,6 @@
-"""Claims about the integer-exact synthesis (src/lcodec/nets/exact.py, nets/cwic2_exact.py,
-color.ycbcr_offsets_to_rgb8; spec in docs/format.md, "Exact synthesis")."""
+"""Claims about synthesis EXACT_INT_V1 (src/lcodec/synthesis/exact_int_v1_layers.py,
+synthesis/exact_int_v1.py, color.ycbcr_offsets_to_rgb8; spec in docs/format.md, "Exact
+synthesis") and about choosing and decoding the exact syntheses."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from lcodec.nets.exact import (
+from lcodec.synthesis.exact_int_v1_layers import (
     ACT_FRAC,
     ACT_MAX,
     EXACT,
@@ -78,7 +79,7 @@ def test_weight_rows_use_sixteen_bits_within_the_exactness_bound() -> None:
 
 
 def test_exact_gains_are_the_float_gains_to_28_bits() -> None:
-    from lcodec.nets.cwic2_exact import GAIN_BITS, exact_exp, exact_gains
+    from lcodec.synthesis.exact_int_v1 import GAIN_BITS, exact_exp, exact_gains
 
     assert exact_exp(Fraction(0)) == 1.0
     assert exact_exp(Fraction(1)) == round(math.e * 2**26) / 2**26
@@ -94,18 +95,18 @@ def test_exact_gains_are_the_float_gains_to_28_bits() -> None:
 
 
 def test_exact_colour_conversion_matches_the_float_conversion_within_rounding() -> None:
-    from lcodec.codec import _to_uint8
     from lcodec.color import ycbcr_offsets_to_rgb8, ycbcr_to_rgb
+    from lcodec.synthesis.float_synthesis import to_uint8
 
     rng = np.random.default_rng(2)
     q = torch.from_numpy(rng.integers(-(2**16), 2**16, (3, 40, 50)))
     exact = ycbcr_offsets_to_rgb8(q[0], q[1], q[2], ACT_FRAC).numpy().astype(int)
     ycc = q.double()[None] / 2**ACT_FRAC + 0.5
-    floats = _to_uint8(ycbcr_to_rgb(ycc)).astype(int)
+    floats = to_uint8(ycbcr_to_rgb(ycc)).astype(int)
     assert np.abs(exact - floats).max() <= 1 and np.mean(exact != floats) < 0.01
     gray = ycbcr_offsets_to_rgb8(q[0], None, None, ACT_FRAC).numpy()
     assert np.array_equal(gray[..., 0], gray[..., 2])
-    assert np.array_equal(gray[..., 0], _to_uint8(ycc[:, :1])[..., 0])
+    assert np.array_equal(gray[..., 0], to_uint8(ycc[:, :1])[..., 0])
 
 
 @pytest.fixture(scope="module")
@@ -149,39 +150,40 @@ def test_both_exact_syntheses_decode_near_the_float_decoder(v2_files, crop_rgb) 
 
 
 def test_exact_v2_files_carry_the_grids_of_their_own_codes(v2_files, crop_rgb) -> None:
-    from lcodec import api, codec, container, models
+    from lcodec import api, container, encoder, models
+    from lcodec.encoder.draft import Draft
 
     lic = container.unpack(v2_files["exact"])
     loaded = models.load(models.find("v2-mse"))
-    analysis = codec.analyse(loaded, api.as_source(crop_rgb))
+    analysis = encoder.analyse(loaded, api.as_source(crop_rgb))
     assert lic.header.synthesis_grids == analysis.grids(0.3)
     assert analysis.grids(0.3) != analysis.grids(-0.5)  # the codes choose them
     tampered = bytearray(lic.header.synthesis_grids)
     tampered[0] ^= 0x80  # the wide bit of y.in8
-    wrong = container.pack(replace(lic, header=replace(lic.header,
-                                                       synthesis_grids=bytes(tampered))))
+    wrong = replace(lic, header=replace(lic.header, synthesis_grids=bytes(tampered)))
     with pytest.raises(Exception, match="synthesis grids"):
-        codec.verify(analysis, wrong)
+        encoder.verify(analysis, Draft(wrong, final=True))
 
 
 def test_a_size_target_is_met_with_the_real_grids(crop_rgb) -> None:
     """Rate control sizes files with placeholder grids (the same length) and gives the file
     it picks the grids of its knob."""
-    from lcodec import api, codec, container, models
+    from lcodec import api, container, encoder, models
 
     res = api.encode_with_stats(crop_rgb, size=900, model="v2-mse")
     assert len(res.data) <= 900
     hdr = container.unpack(res.data).header
-    analysis = codec.analyse(models.load(models.find("v2-mse")), api.as_source(crop_rgb))
+    analysis = encoder.analyse(models.load(models.find("v2-mse")), api.as_source(crop_rgb))
     assert hdr.synthesis_grids == analysis.grids(hdr.rate_knob)
 
 
 def test_exact_decode_refuses_a_halo_below_its_reach(v2_files, monkeypatch) -> None:
-    from lcodec import api, codec
+    from lcodec import api
     from lcodec.errors import LcodecError
+    from lcodec.synthesis import exact_int_v1
 
-    monkeypatch.setattr(codec, "EXACT_TILE_PIXELS", 32)
-    monkeypatch.setattr(codec, "EXACT_HALO_PIXELS", 32)
+    monkeypatch.setattr(exact_int_v1, "EXACT_TILE_PIXELS", 32)
+    monkeypatch.setattr(exact_int_v1, "EXACT_HALO_PIXELS", 32)
     with pytest.raises(LcodecError, match="halo"):
         api.decode_array(v2_files["exact"])
 
@@ -202,12 +204,13 @@ def test_refinement_blocks_decode_like_the_float_decoder_and_keep_the_reach() ->
     """A ``cwic2`` net with refinement blocks: the exact decoder follows the float one, and a
     window's pixels more than ``reach_codes`` positions inside its edge equal the whole
     image's (what tiled decoding relies on)."""
-    from lcodec.codec import _to_uint8
     from lcodec.color import ycbcr_to_rgb
     from lcodec.config import NetConfig
-    from lcodec.nets.cwic import Encoded
+    from lcodec.nets.codes import Encoded
     from lcodec.nets.cwic2 import CWIC2
     from lcodec.quant import code_mask
+    from lcodec.synthesis.exact_int_v1 import ExactIntV1
+    from lcodec.synthesis.float_synthesis import to_uint8
 
     torch.manual_seed(0)
     cfg = NetConfig(widths=(16, 16, 16), chroma_widths=(8, 8, 8), n_luma=8, n_chroma=4,
@@ -218,17 +221,17 @@ def test_refinement_blocks_decode_like_the_float_decoder_and_keep_the_reach() ->
         for block in net.luma_dec.refine:
             block.b.weight.normal_(0.0, 0.1)
             block.b.bias.normal_(0.0, 0.1)
-    exact = net.exact_synthesis()
+    exact = ExactIntV1(net)
     h, w = 9, 10
     qi = torch.randint(2, 16, (1, 1, h, w))
     luma = torch.randint(0, 16, (1, 8, h, w)) * code_mask(qi, 8, 16)
     chroma = torch.randint(0, 16, (1, 4, h, w)) * code_mask(qi, 4, 16)
     whole = exact.pixels(qi, luma, chroma, 0.25).numpy().astype(int)
-    floats = _to_uint8(ycbcr_to_rgb(net.decompress(Encoded(qi, luma, chroma, 0.25)))).astype(int)
+    floats = to_uint8(ycbcr_to_rgb(net.decompress(Encoded(qi, luma, chroma, 0.25)))).astype(int)
     assert np.abs(whole - floats).max() <= 2 and np.mean(whole != floats) < 0.05
     r = exact.reach_codes
     part = exact.pixels(qi[..., :7], luma[..., :7], chroma[..., :7], 0.25).numpy()
     assert np.array_equal(part[:, : 16 * (7 - r)], whole[:, : 16 * (7 - r)])
     blocks = replace(cfg, refine=5)
     with pytest.raises(ValueError, match="reach"):
-        CWIC2(blocks).exact_synthesis()
+        ExactIntV1(CWIC2(blocks))

@@ -1,5 +1,6 @@
-"""Claims about the 8-bit-operand exact layers (src/lcodec/nets/exact8.py) and the candidate
-synthesis built from them (nets/cwic2_exact8.py): exact integers, at any thread count."""
+"""Claims about synthesis EXACT_INT_V2: its 8-bit-operand layers
+(src/lcodec/synthesis/exact_int_v2_layers.py) and the decoder built from them
+(synthesis/exact_int_v2.py): exact integers, at any thread count."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 import torch
 
 from lcodec.errors import LicError
-from lcodec.nets.cwic2_exact8 import SHARED, WIDE, GridSpec, tensor_names
-from lcodec.nets.exact8 import (
+from lcodec.synthesis.exact_int_v2 import SHARED, WIDE, GridSpec, tensor_names
+from lcodec.synthesis.exact_int_v2_layers import (
     ACC_MAX,
     NARROW_MAX,
     WIDE_MAX,
@@ -158,18 +159,19 @@ def test_grid_specs_are_validated_against_the_model() -> None:
         GridSpec.parse(bytes(apart), 2)
 
 
-def test_the_candidate_synthesis_is_close_to_the_exact_one_and_thread_independent(
+def test_exact_int_v2_is_close_to_exact_int_v1_and_thread_independent(
         crop_rgb) -> None:
     from lcodec import models
     from lcodec.color import rgb_to_ycbcr
-    from lcodec.nets.cwic2_exact8 import ExactSynthesis8, calibrate
+    from lcodec.synthesis.exact_int_v1 import ExactIntV1
+    from lcodec.synthesis.exact_int_v2 import ExactIntV2, calibrate
 
     lm = models.load(models.find("v2-mse"))
     x = torch.from_numpy(crop_rgb.copy()).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         enc = lm.net.quantize(*lm.net.analyse(rgb_to_ycbcr(x)), 0.3)
     spec = calibrate(lm.net, [enc])
-    e8 = ExactSynthesis8(lm.net)
+    e8 = ExactIntV2(lm.net)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -179,7 +181,7 @@ def test_the_candidate_synthesis_is_close_to_the_exact_one_and_thread_independen
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one, two)
-    v1 = lm.exact.pixels(enc.qi, enc.luma, enc.chroma, 0.3).numpy().astype(float)
+    v1 = ExactIntV1(lm.net).pixels(enc.qi, enc.luma, enc.chroma, 0.3).numpy().astype(float)
 
     def psnr(a: np.ndarray) -> float:
         return float(10 * np.log10(255**2 / np.mean((a - crop_rgb.astype(float)) ** 2)))
@@ -190,11 +192,11 @@ def test_the_candidate_synthesis_is_close_to_the_exact_one_and_thread_independen
 def test_least_error_grids_decode_at_least_as_well_as_the_largest_value_grids(crop_rgb) -> None:
     from lcodec import models
     from lcodec.color import rgb_to_ycbcr
-    from lcodec.nets.cwic2_exact8 import ExactSynthesis8, calibrate
+    from lcodec.synthesis.exact_int_v2 import ExactIntV2, calibrate
 
     lm = models.load(models.find("v2-mse"))
     x = torch.from_numpy(crop_rgb.copy()).permute(2, 0, 1)[None].float() / 255
-    e8 = ExactSynthesis8(lm.net)
+    e8 = ExactIntV2(lm.net)
     names = tensor_names(lm.net.cfg.refine)
     for knob in (0.0, 0.7):  # (at −0.5 on this small crop it is 0.1 dB worse, 26.18 / 26.29)
         with torch.no_grad():

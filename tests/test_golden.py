@@ -153,12 +153,12 @@ def test_a_cuda_encoded_file_decodes_on_the_cpu_to_the_coded_symbols(crop_rgb, e
     """Networks on the GPU give the symbols; their coding must not depend on the device."""
     import numpy as np
 
-    from lcodec import api, codec, container, models
+    from lcodec import api, codec, container, encoder, models
 
     data = api.encode(crop_rgb, device="cuda", entropy=entropy, model="lite-mse")
     lic = container.unpack(data)
     info = models.find(model_id=lic.header.model_id)
-    coded = codec.analyse(models.load(info, "cuda"), api.as_source(crop_rgb), entropy)
+    coded = encoder.analyse(models.load(info, "cuda"), api.as_source(crop_rgb), entropy)
     want = coded.symbols(lic.header.rate_knob)
     for device in ("cpu", "cuda"):
         got = codec.decode_codes(models.load(info, device), lic)
@@ -181,7 +181,8 @@ V2 = [e for e in MANIFEST if e.get("synthesis") == "EXACT_INT_V2"
 @pytest.mark.parametrize("backend", ["int8", "float32"])
 def test_exact_v2_golden_files_decode_alike_on_both_gemm_backends(backend) -> None:
     """int8 GEMMs (``torch._int_mm``) and float32 GEMMs on the same 8-bit operands give the
-    recorded pixels (nets/exact8.py: every sum is an integer below 2**24)."""
+    recorded pixels (synthesis/exact_int_v2_layers.py: every sum is an integer below
+    2**24)."""
     assert V2, "no EXACT_INT_V2 golden files"
     for entry in V2:
         got = _decode_in_fresh_process(GOLDEN / entry["file"], "cpu",
@@ -212,7 +213,8 @@ def test_exact_decode_is_identical_at_one_and_two_threads_and_any_tiling(device,
     decoder's reach allows, so every window is cut inside the image)."""
     import torch
 
-    from lcodec import codec, container, models
+    from lcodec import container, models
+    from lcodec.synthesis import exact_int_v1
 
     before = torch.get_num_threads()
     try:
@@ -227,8 +229,8 @@ def test_exact_decode_is_identical_at_one_and_two_threads_and_any_tiling(device,
             data = (GOLDEN / entry["file"]).read_bytes()
             model = models.load(models.find(model_id=container.unpack(data).header.model_id))
             s = model.config.stride
-            monkeypatch.setattr(codec, "EXACT_TILE_PIXELS", 2 * s)
-            monkeypatch.setattr(codec, "EXACT_HALO_PIXELS", model.exact.reach_codes * s)
+            monkeypatch.setattr(exact_int_v1, "EXACT_TILE_PIXELS", 2 * s)
+            monkeypatch.setattr(exact_int_v1, "EXACT_HALO_PIXELS", exact_int_v1.REACH_CODES * s)
             assert _pixel_sha256(data, device) == entry["pixels_sha256"], entry["file"]
     finally:
         torch.set_num_threads(before)

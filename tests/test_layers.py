@@ -1,7 +1,7 @@
 """Dependencies point one way: ground ← nets/entropy ← models ← codec ← api ← pil; train and
 evaluate sit on top (siblings: neither imports the other) and the CLI above everything. The
-codec core never imports train or evaluate. Read from the source with ``ast``, imports inside
-functions included."""
+codec core never imports train or evaluate, and reaches syntheses and entropy methods through
+their registries. Read from the source with ``ast``, imports inside functions included."""
 
 from __future__ import annotations
 
@@ -15,16 +15,38 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "lcodec"
 LAYERS: dict[str, int] = {
     "errors": 0, "colorimetry": 0,
     "color": 1, "config": 1, "container": 1, "quant": 1, "metrics": 1, "imageio": 1,
-    "sidecar": 1, "ratecontrol": 1,
+    "sidecar": 1, "ratecontrol": 1, "settings": 1,
     "nets": 2, "entropy": 2, "correction": 2,
-    "models": 3,
-    "codec": 4, "correction_search": 4,
+    "models": 3, "synthesis": 3,
+    "codec": 4, "encoder": 4, "devices": 1,
     "api": 5,
     "pil": 6,
     "evaluate": 7, "train": 7,
     "cli": 8,
 }
 SIBLINGS = {frozenset({"evaluate", "train"})}
+
+# Registry packages: outside the package, only these modules of it are imported (the lookups
+# synthesis_for / for_encoding and methods.coder_for); its member modules (one per synthesis
+# or method, and whatever they are split into) are reached through them.
+REGISTRIES: dict[str, frozenset[str]] = {
+    "lcodec.synthesis": frozenset({"lcodec.synthesis"}),
+    "lcodec.entropy": frozenset({"lcodec.entropy", "lcodec.entropy.methods"}),
+}
+# What legitimately needs a registry package's members: importer (a module or a package) ->
+# prefixes of the members it may import.
+REGISTRY_BYPASSES: dict[str, tuple[str, ...]] = {
+    # training builds what the registries serve: the TCAE and the static tables (train/tcae,
+    # train/export), and fine-tunes with EXACT_INT_V2's rounding in the loop (train/qat)
+    "lcodec.train": ("lcodec.entropy.", "lcodec.synthesis."),
+    # loading an installed TCAE file once per process (models.load_tcae)
+    "lcodec.models": ("lcodec.entropy.tcae",),
+    # the range coder, not an entropy method: the decoder and the encoder time it (Timer,
+    # timed_coding) and the CORRECTION section is coded with it
+    "lcodec.codec": ("lcodec.entropy.coder",),
+    "lcodec.encoder": ("lcodec.entropy.coder",),
+    "lcodec.correction": ("lcodec.entropy.coder",),
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -104,3 +126,41 @@ def test_module_imports_have_no_cycles() -> None:
     for m in sorted(graph):
         if m not in seen:
             visit(m, [m])
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def _bypasses(module: str, targets: set[str]) -> list[str]:
+    """The registry members among ``targets`` that ``module`` may not import."""
+    bad = []
+    for target in sorted(targets):
+        for package, public in REGISTRIES.items():
+            if not target.startswith(package + ".") or target in public or _within(module,
+                                                                                   package):
+                continue
+            allowed = (prefix for importer, prefixes in REGISTRY_BYPASSES.items()
+                       if _within(module, importer) for prefix in prefixes)
+            if not any(target.startswith(prefix) for prefix in allowed):
+                bad.append(target)
+    return bad
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m != "lcodec"))
+def test_syntheses_and_entropy_methods_are_reached_through_their_registries(module: str
+                                                                            ) -> None:
+    bad = _bypasses(module, _imports(module, MODULES[module]))
+    assert not bad, f"{module} bypasses a registry, importing {bad}; ask the registry " \
+                    "(lcodec.synthesis, lcodec.entropy.methods) or add a commented " \
+                    "REGISTRY_BYPASSES entry"
+
+
+def test_the_registry_rule_catches_a_member_imported_from_outside() -> None:
+    assert _bypasses("lcodec.codec", {"lcodec.synthesis.exact_int_v2"})
+    assert _bypasses("lcodec.api", {"lcodec.entropy.tcae_store"})
+    assert _bypasses("lcodec.evaluate.runner", {"lcodec.synthesis.registry"})
+    assert not _bypasses("lcodec.codec", {"lcodec.synthesis", "lcodec.entropy.methods",
+                                          "lcodec.entropy.coder"})
+    assert not _bypasses("lcodec.synthesis.exact_int_v2", {"lcodec.synthesis.exact_int_v1"})
+    assert not _bypasses("lcodec.train.qat", {"lcodec.synthesis.exact_int_v2_layers"})

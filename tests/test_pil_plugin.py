@@ -20,9 +20,10 @@ def test_accept_checks_only_the_magic() -> None:
 
 def _default_method() -> str:
     """The entropy method new files of the default model name (its card's ``auto``)."""
-    from lcodec import codec, models
+    from lcodec import models
+    from lcodec.encoder.analysis import coder_for_encoding
 
-    return codec.coder_for_encoding(models.load(models.find()), "auto").method.name
+    return coder_for_encoding(models.load(models.find()), "auto").method.name
 
 
 def test_extension_and_mime_are_registered() -> None:
@@ -50,7 +51,19 @@ def test_opening_parses_only_the_header_without_torch(tmp_path, odd_path) -> Non
 
 def test_bad_save_options_are_refused(tmp_path, odd_path) -> None:
     with pytest.raises(ValueError, match="unknown"):
-        Image.open(odd_path).save(tmp_path / "a.lic", quality=3)
+        Image.open(odd_path).save(tmp_path / "a.lic", lossless=True)
+    with pytest.raises(ValueError, match="unknown"):  # the PSNR would have nowhere to go
+        Image.open(odd_path).save(tmp_path / "a.lic", measure_psnr=True)
+    with pytest.raises(ValueError, match="knob"):
+        Image.open(odd_path).save(tmp_path / "a.lic", knob=5)
+    with pytest.raises(ValueError, match="at most one"):
+        Image.open(odd_path).save(tmp_path / "a.lic", bpp=0.5, quality=50)
+
+
+def test_save_takes_the_encode_settings(tmp_path, odd_path) -> None:
+    Image.open(odd_path).save(tmp_path / "q.lic", quality=40, entropy="static")
+    with Image.open(tmp_path / "q.lic") as im:
+        assert im.info["entropy_method"] == "STATIC_CONTEXT_V1"
 
 
 def test_rgba_keeps_its_alpha_exactly(tmp_path, odd_path) -> None:

@@ -1,5 +1,5 @@
 """Decoder-only fine-tuning (the encoder frozen, so the symbols stay the model's) and its
-quantization-aware decoder, which must round as the candidate exact synthesis does."""
+quantization-aware decoder, which must round as synthesis EXACT_INT_V2 does."""
 
 from __future__ import annotations
 
@@ -34,12 +34,12 @@ def test_the_fake_weights_are_7_bit_rows_with_a_power_of_two_scale() -> None:
     assert torch.equal(w.grad, torch.ones_like(w))  # straight through
 
 
-def test_the_fake_quantized_decoder_rounds_as_the_exact8_synthesis_does(crop_rgb) -> None:
+def test_the_fake_quantized_decoder_rounds_as_exact_int_v2_does(crop_rgb) -> None:
     """On the default model's codes of a test crop: the fake-quantized decoder's pixels are
-    far closer to the candidate exact synthesis's (all-narrow grids) than the float
-    decoder's are, at a low and a high knob."""
+    far closer to EXACT_INT_V2's (all-narrow grids) than the float decoder's are, at a low
+    and a high knob."""
     from lcodec import models
-    from lcodec.nets.cwic2_exact8 import ExactSynthesis8, calibrate
+    from lcodec.synthesis.exact_int_v2 import ExactIntV2, calibrate
 
     torch.set_grad_enabled(False)
     try:
@@ -48,7 +48,7 @@ def test_the_fake_quantized_decoder_rounds_as_the_exact8_synthesis_does(crop_rgb
         x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
         ycc = rgb_to_ycbcr(x)
         y_y, y_c, logits = net.analyse(ycc)
-        e8 = ExactSynthesis8(net)
+        e8 = ExactIntV2(net)
 
         def to8(t: torch.Tensor) -> np.ndarray:
             rgb = torch.floor(torch.clamp(ycbcr_to_rgb(t), 0, 1) * 255 + 0.5)
@@ -72,18 +72,20 @@ def test_a_decoder_run_moves_the_decoder_and_nothing_else(
         tmp_path, image_folder, monkeypatch) -> None:
     from test_cwic2 import TINY
 
-    from lcodec.train import rdloop
+    from lcodec.train.v2.config import RDConfig
+    from lcodec.train.v2.loop import train
+    from lcodec.train.v2.run import Run
 
     monkeypatch.setitem(CONFIGS, "v2-tiny", TINY)
-    base = rdloop.RDConfig(data=str(image_folder), net="v2-tiny", batch=2, crop=32,
-                           val_fraction=0.3, val_crop=32, ckpt_every=2, threads=1)
+    base = RDConfig(data=str(image_folder), net="v2-tiny", batch=2, crop=32,
+                    val_fraction=0.3, val_crop=32, ckpt_every=2, threads=1)
     (tmp_path / "a").mkdir()
-    rdloop.Run(tmp_path / "a", base).train(budget_min=60, decay_min=0, max_steps=1)
+    train(Run(tmp_path / "a", base), budget_min=60, decay_min=0, max_steps=1)
     start = torch.load(tmp_path / "a" / "last.ckpt", weights_only=False)["model"]
-    cfg = rdloop.RDConfig(**{**base.__dict__, "init": str(tmp_path / "a" / "last.ckpt"),
-                             "train_part": "decoder", "qat": True, "lr": 1e-2})
+    cfg = RDConfig(**{**base.__dict__, "init": str(tmp_path / "a" / "last.ckpt"),
+                      "train_part": "decoder", "qat": True, "lr": 1e-2})
     (tmp_path / "b").mkdir()
-    rdloop.Run(tmp_path / "b", cfg).train(budget_min=60, decay_min=0, max_steps=3)
+    train(Run(tmp_path / "b", cfg), budget_min=60, decay_min=0, max_steps=3)
     end = torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)["model"]
     moved = {k for k in start if not torch.equal(start[k], end[k])}
     assert moved and all(qat.is_decoder_param(k) for k in moved)
@@ -94,7 +96,7 @@ def test_a_decoder_run_moves_the_decoder_and_nothing_else(
 
 
 def test_qat_is_refused_unless_only_the_decoder_trains(tmp_path) -> None:
-    from lcodec.train.rdloop import RDConfig
+    from lcodec.train.v2.config import RDConfig
 
     path = tmp_path / "c.json"
     path.write_text('{"qat": true}')
@@ -108,7 +110,7 @@ def test_qat_is_refused_unless_only_the_decoder_trains(tmp_path) -> None:
 
 
 def test_the_grids_of_least_error_are_picked_per_image_and_jointly_for_fuse_pairs() -> None:
-    from lcodec.nets.cwic2_exact8 import GRID_TRIALS, SHARED, least_error_fracs
+    from lcodec.synthesis.exact_int_v2 import GRID_TRIALS, SHARED, least_error_fracs
 
     t = len(GRID_TRIALS)
     start = {n: torch.tensor([4.0, 4.0]) for pair in SHARED for n in pair}  # pairs: one start
@@ -126,7 +128,7 @@ def test_the_grids_of_least_error_are_picked_per_image_and_jointly_for_fuse_pair
 
 
 def test_saturated_rounding_error_counts_the_clipped_part() -> None:
-    from lcodec.nets.cwic2_exact8 import error_samples, rounding_errors
+    from lcodec.synthesis.exact_int_v2 import error_samples, rounding_errors
 
     x = torch.tensor([0.3, 5.0, 10.0]).view(1, 1, 1, 3)  # (every other column is measured)
     err = rounding_errors(error_samples(x), torch.tensor([0.0]), bound=2)[0, 0]

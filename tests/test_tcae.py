@@ -11,15 +11,11 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from lcodec.entropy import tcae
+from lcodec.entropy import tcae_config, tcae_int, tcae_layout
 from lcodec.entropy.coder import PRECISION, SymbolDecoder
-from lcodec.entropy.tcae import (
-    IntLayer,
-    IntTcae,
-    TcaeConfig,
-    TcaeModels,
-    frequencies,
-)
+from lcodec.entropy.tcae import TcaeModels
+from lcodec.entropy.tcae_config import TcaeConfig
+from lcodec.entropy.tcae_int import IntLayer, IntTcae, frequencies
 from lcodec.entropy.tcae_net import (
     TcaeNet,
     TrimmedConv,
@@ -29,7 +25,11 @@ from lcodec.entropy.tcae_net import (
 )
 from lcodec.errors import LcodecError, LicError
 from lcodec.quant import code_mask, code_mask_np
-from lcodec.train import tcae as train_tcae
+from lcodec.train.tcae.cli import main as tcae_main
+from lcodec.train.tcae.codes import load_codes, synthetic_codes
+from lcodec.train.tcae.evaluate import evaluate_static
+from lcodec.train.tcae.freeze import freeze_models
+from lcodec.train.tcae.inputs import configs_for, knob_buckets_torch
 
 L = 16
 CFG_Q = TcaeConfig(channels=1, classes=L, offset=0, groups=4, k_before=0, k_after=0)
@@ -41,8 +41,8 @@ CFGS = {"importance": CFG_Q, "luma": CFG_Y, "chroma": CFG_C}
 
 
 def _codes(count: int, size, seed: int) -> dict:
-    return train_tcae.synthetic_codes(count, size, seed, n_luma=CFG_Y.channels,
-                                      n_chroma=CFG_C.channels, levels=L)
+    return synthetic_codes(count, size, seed, n_luma=CFG_Y.channels,
+                           n_chroma=CFG_C.channels, levels=L)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -80,7 +80,7 @@ def nets() -> dict[str, TcaeNet]:
 @pytest.fixture(scope="module")
 def models(nets) -> TcaeModels:
     codes = _codes(24, 12, seed=1)
-    return train_tcae.freeze_models(nets, codes, np.arange(24))
+    return freeze_models(nets, codes, np.arange(24))
 
 
 def _plane(n: int, h: int, w: int) -> np.ndarray:
@@ -243,7 +243,7 @@ def test_every_frequency_row_sums_to_2_16_with_entries_at_least_1(models) -> Non
                              (models.importance, qi[None], np.ones((1, 8, 8), bool))):
         _, rows = model.frequency_rows(syms, act)
         assert np.all(rows.sum(1) == 1 << PRECISION) and rows.min() >= 1
-    table = tcae.exp_table()
+    table = tcae_int.exp_table()
     extreme = np.array([[0] * 8, [10**9] + [-(10**9)] * 7, [5, 5, 5, -3, 0, 0, 9, 9],
                         list(range(0, 8000, 1000))], dtype=np.int64)
     f = frequencies(extreme, table)
@@ -268,9 +268,9 @@ def test_results_do_not_depend_on_threads_or_batch_layout(models, monkeypatch) -
         torch.set_num_threads(old)
     enc(b)  # coding another image in between changes nothing
     assert enc(a) == ref
-    monkeypatch.setattr(tcae, "_CHUNK", 5)  # encoder blocks of a few planes instead of one
+    monkeypatch.setattr(tcae_int, "_CHUNK", 5)  # encoder blocks of a few planes instead of one
     assert enc(a) == ref
-    monkeypatch.setattr(tcae, "_CHUNK", 1)  # one plane per block: ring buffers wrap around
+    monkeypatch.setattr(tcae_int, "_CHUNK", 1)  # one plane per block: ring buffers wrap around
     assert enc(a) == ref
     assert all(np.array_equal(x, a[k][0]) for x, k in zip(
         models.decode(ref, 9, 7), ("qi", "luma", "chroma"), strict=True))
@@ -278,8 +278,8 @@ def test_results_do_not_depend_on_threads_or_batch_layout(models, monkeypatch) -
     x = rng.integers(0, 256, (301, 40)).astype(np.float32)
     w = rng.integers(-127, 128, (40, 6)).astype(np.float32)
     exact = x.astype(np.int64) @ w.astype(np.int64)
-    assert np.array_equal(tcae._gemm(x, w).astype(np.int64), exact)
-    assert np.array_equal(tcae._gemm(x[:7], w).astype(np.int64), exact[:7])
+    assert np.array_equal(tcae_int._gemm(x, w).astype(np.int64), exact)
+    assert np.array_equal(tcae_int._gemm(x[:7], w).astype(np.int64), exact[:7])
 
 
 def test_float64_requantisation_is_the_integer_formula() -> None:
@@ -288,11 +288,11 @@ def test_float64_requantisation_is_the_integer_formula() -> None:
                         np.arange(-300, 300), [0, 1, -1, (1 << 31) - 1, -(1 << 31) + 1]])
     for mult, shift in ((1 << 15, 1), (1, 62), (23456, 17), (16385, 30), (32767, 5)):
         m, sh = np.array([mult]), np.array([shift])
-        ref = tcae._requant(a.astype(np.int64)[:, None], m, sh)
-        got = tcae._requant_float(a.astype(np.float64)[:, None], np.ldexp(float(mult), -shift))
+        ref = tcae_int._requant(a.astype(np.int64)[:, None], m, sh)
+        got = tcae_int._requant_float(a.astype(np.float64)[:, None], np.ldexp(float(mult), -shift))
         assert np.array_equal(got.astype(np.int64), ref)
     # exact halves round up (towards +inf), as the shift formula does
-    half = tcae._requant_float(np.array([[-3.0], [-1.0], [1.0], [3.0]]), np.array([0.5]))
+    half = tcae_int._requant_float(np.array([[-3.0], [-1.0], [1.0], [3.0]]), np.array([0.5]))
     assert half.ravel().tolist() == [-1.0, 0.0, 1.0, 2.0]
 
 
@@ -341,7 +341,7 @@ def test_freeze_copes_with_dead_feature_groups() -> None:
                 net.side.weight[0] = 0.0
             net.blocks[0][0].weight[1] = -1.0
             net.blocks[0][0].bias[1] = -5.0
-    frozen = train_tcae.freeze_models(nets, _codes(8, 10, seed=23), np.arange(8))
+    frozen = freeze_models(nets, _codes(8, 10, seed=23), np.arange(8))
     c = _codes(1, (6, 7), seed=24)
     args = [c[k][0].astype(np.int64) for k in ("qi", "luma", "chroma")]
     out = frozen.decode(frozen.encode(*args), 6, 7)
@@ -402,11 +402,11 @@ def test_models_outside_the_exact_integer_range_are_refused(models) -> None:
     with pytest.raises(LcodecError):
         IntTcae(m.cfg, m.first, m.side, m.first_layer, [big, *m.layers[1:]], m.exp)
     wide = TcaeConfig(channels=2, classes=8, offset=1, groups=64, k_before=2, k_after=2)
-    k = len(tcae.trimmed_taps(wide, False)) * 64
+    k = len(tcae_layout.trimmed_taps(wide, False)) * 64
     w = np.full((k, 64), 127, np.float32)  # Σ|w|·255 > 2**24: float32 would not be exact
     layer = IntLayer(w, np.zeros((2, 64), np.int64), np.full(64, 1 << 14), np.full(64, 20))
     with pytest.raises(LcodecError, match="2\\*\\*24"):
-        layer.check("wide", np.abs(w).sum(0) * tcae.ACT_MAX)
+        layer.check("wide", np.abs(w).sum(0) * tcae_int.ACT_MAX)
 
 
 def test_training_cli_trains_resumes_and_freezes(tmp_path, monkeypatch) -> None:
@@ -420,9 +420,9 @@ def test_training_cli_trains_resumes_and_freezes(tmp_path, monkeypatch) -> None:
             "--threads", "1"]
     threads = torch.get_num_threads()
     try:
-        assert train_tcae.main([*args, "--steps", "2"]) == 0
+        assert tcae_main([*args, "--steps", "2"]) == 0
         assert (run / "tcae.safetensors").exists()
-        assert train_tcae.main([*args, "--steps", "3"]) == 0  # resumes from step 2
+        assert tcae_main([*args, "--steps", "3"]) == 0  # resumes from step 2
     finally:
         torch.set_num_threads(threads)
     rows = (run / "log.csv").read_text().splitlines()
@@ -444,8 +444,8 @@ def test_training_cli_trains_resumes_and_freezes(tmp_path, monkeypatch) -> None:
     src = registry.find("lite-mse").path
     shutil.copy(src, shipped / src.name)
     monkeypatch.setenv("LCODEC_MODELS", str(shipped))
-    assert train_tcae.main(["freeze", "--run", str(run), "--codes", str(codes), "--model",
-                            "lite-mse", "--calib", "2"]) == 0
+    assert tcae_main(["freeze", "--run", str(run), "--codes", str(codes), "--model",
+                     "lite-mse", "--calib", "2"]) == 0
     (frozen,) = (shipped / "entropy").glob("lite-mse-tcae-*.safetensors")
     eid = hashlib.sha256(frozen.read_bytes()).digest()[:8].hex()
     assert frozen.stem.endswith(eid)
@@ -458,8 +458,8 @@ def test_make_codes_refuses_kodak(tmp_path) -> None:
     folder = tmp_path / "kodak"
     folder.mkdir()
     with pytest.raises(SystemExit):
-        train_tcae.main(["make-codes", "--model", "lite-mse", "--images", str(folder),
-                         "--out", str(tmp_path / "c.npz")])
+        tcae_main(["make-codes", "--model", "lite-mse", "--images", str(folder),
+                  "--out", str(tmp_path / "c.npz")])
 
 
 def test_codes_of_a_v2_model_record_its_levels_and_stride(tmp_path) -> None:
@@ -474,16 +474,16 @@ def test_codes_of_a_v2_model_record_its_levels_and_stride(tmp_path) -> None:
         img = (rng.random((288, 320, 3)) * 64 + np.linspace(0, 180, 320)[None, :, None])
         Image.fromarray(img.astype(np.uint8)).save(folder / f"p{i}.png")
     out = tmp_path / "codes.npz"
-    assert train_tcae.main(["make-codes", "--model", "v2-mse", "--images", str(folder),
-                            "--out", str(out), "--knobs", "-1,1", "--crop", "16",
-                            "--crops-per-image", "1", "--threads", "1"]) == 0
-    codes = train_tcae.load_codes(out)
+    assert tcae_main(["make-codes", "--model", "v2-mse", "--images", str(folder),
+                     "--out", str(out), "--knobs", "-1,1", "--crop", "16",
+                     "--crops-per-image", "1", "--threads", "1"]) == 0
+    codes = load_codes(out)
     assert int(codes["stride"]) == 16 and int(codes["code_levels"]) == 16
     assert codes["luma"].shape == (4, 96, 16, 16) and codes["luma"].max() <= 15
-    cfgs = train_tcae.configs_for(codes)
+    cfgs = configs_for(codes)
     assert cfgs["luma"].classes == cfgs["chroma"].classes == 16
     assert cfgs["luma"].channels == 96 and cfgs["chroma"].channels == 32
-    joined = train_tcae.load_codes(f"{out},{out}")
+    joined = load_codes(f"{out},{out}")
     assert len(joined["qi"]) == 8 and list(joined["image"]) == [0, 0, 1, 1, 2, 2, 3, 3]
     assert list(joined["names"]) == ["p0.png", "p1.png"] * 2
 
@@ -495,10 +495,10 @@ def test_static_baseline_is_the_static_coders_size(tmp_path) -> None:
     from lcodec.entropy import methods
 
     loaded = registry.load(registry.find("v2-mse"))
-    codes = train_tcae.synthetic_codes(3, 12, seed=31, n_luma=96, n_chroma=32, levels=L,
-                                       classes=16)
+    codes = synthetic_codes(3, 12, seed=31, n_luma=96, n_chroma=32, levels=L,
+                            classes=16)
     codes["stride"] = np.array(16)
-    got = train_tcae.evaluate_static(loaded.tables, codes, np.arange(3))
+    got = evaluate_static(loaded.tables, codes, np.arange(3))
     coder = methods.coder_for(EntropyMethod.STATIC_CONTEXT_V1, loaded)
     sizes = {"importance": 0, "luma": 0, "chroma": 0}
     counts = dict.fromkeys(sizes, 0)
@@ -517,10 +517,10 @@ def test_static_baseline_is_the_static_coders_size(tmp_path) -> None:
 
 
 def test_knob_buckets_are_the_nearest_of_evenly_spaced_knobs() -> None:
-    assert [tcae.knob_bucket(9, k) for k in (-1000, -999, 0, 124, 125, 1000, 5000)] == [
+    assert [tcae_config.knob_bucket(9, k) for k in (-1000, -999, 0, 124, 125, 1000, 5000)] == [
         0, 0, 4, 4, 5, 8, 8]
-    assert tcae.knob_bucket(0, 700) == 0
-    got = train_tcae.knob_buckets_torch(torch.tensor([-1.0, 0.0, 0.125, 1.0]), 9)
+    assert tcae_config.knob_bucket(0, 700) == 0
+    got = knob_buckets_torch(torch.tensor([-1.0, 0.0, 0.125, 1.0]), 9)
     assert got.tolist() == [0, 4, 5, 8]
 
 
@@ -531,7 +531,7 @@ def knob_models() -> tuple[dict[str, TcaeNet], TcaeModels]:
                         for n, c in CFGS.items()}, 40)
     codes = _codes(24, 12, seed=41)
     codes["knob"] = np.tile(np.array([-1.0, 0.0, 1.0], np.float32), 8)
-    return nets, train_tcae.freeze_models(nets, codes, np.arange(24))
+    return nets, freeze_models(nets, codes, np.arange(24))
 
 
 def test_knob_buckets_change_probabilities_and_round_trip_at_each_knob(knob_models, tmp_path
@@ -574,12 +574,12 @@ def test_a_run_with_knob_buckets_starts_from_another_run_unchanged(tmp_path) -> 
             "--calib", "2", "--threads", "1", "--steps", "2"]
     threads = torch.get_num_threads()
     try:
-        assert train_tcae.main([*base, "--out", str(tmp_path / "a"), "--configs", over]) == 0
+        assert tcae_main([*base, "--out", str(tmp_path / "a"), "--configs", over]) == 0
         knobs = over.replace('"groups": 2}', '"groups": 2, "knob_buckets": 3}').replace(
             '"k_after": 1}', '"k_after": 1, "knob_buckets": 3}').replace(
             '"chroma": {"groups": 2,', '"chroma": {"groups": 2, "luma_classes": 5,')
-        assert train_tcae.main([*base, "--out", str(tmp_path / "b"), "--configs", knobs,
-                                "--init", str(tmp_path / "a"), "--lr", "0"]) == 0
+        assert tcae_main([*base, "--out", str(tmp_path / "b"), "--configs", knobs,
+                         "--init", str(tmp_path / "a"), "--lr", "0"]) == 0
     finally:
         torch.set_num_threads(threads)
 
@@ -600,8 +600,8 @@ def test_luma_activity_counts_thresholds_of_coded_luma() -> None:
     active = np.ones((3, 1, 4), bool)
     active[1, 0, 3] = False  # not coded: does not count
     # activity per position: 0, 1, 8, 7 -> classes among thresholds 1, 2, 3, 4, 6, 8, ...
-    assert tcae.luma_activity(luma, active, 16, 16).tolist() == [[0, 1, 6, 5]]
-    assert tcae.luma_activity(luma, active, 16, 3).tolist() == [[0, 1, 2, 2]]
+    assert tcae_config.luma_activity(luma, active, 16, 16).tolist() == [[0, 1, 6, 5]]
+    assert tcae_config.luma_activity(luma, active, 16, 3).tolist() == [[0, 1, 2, 2]]
     from lcodec.entropy.tcae_net import luma_activity_torch  # what training computes
 
     got = luma_activity_torch(torch.from_numpy(luma)[None], torch.from_numpy(active)[None], 16, 16)
@@ -613,7 +613,7 @@ def test_chroma_conditioned_on_luma_activity(tmp_path) -> None:
     its files decode exactly, and the integer model follows the float one."""
     nets = _sharp_nets(dict(CFGS, chroma=TcaeConfig(**{**CFG_C.to_dict(), "luma_classes": 4})),
                        60)
-    models = train_tcae.freeze_models(nets, _codes(24, 12, seed=61), np.arange(24))
+    models = freeze_models(nets, _codes(24, 12, seed=61), np.arange(24))
     c = _codes(1, (10, 11), seed=62)
     qi, luma, chroma = (c[k][0].astype(np.int64) for k in ("qi", "luma", "chroma"))
     pay = models.encode(qi, luma, chroma)
@@ -622,7 +622,7 @@ def test_chroma_conditioned_on_luma_activity(tmp_path) -> None:
     other = np.where(code_mask_np(qi, CFG_Y.channels, L), 7 - luma, 0)  # other luma activity
     assert models.encode(qi, other, chroma)["chroma"] != pay["chroma"]
     m_y = code_mask_np(qi, CFG_Y.channels, L)
-    y = tcae.luma_activity(luma, m_y, CFG_Y.classes, 4)
+    y = tcae_config.luma_activity(luma, m_y, CFG_Y.classes, 4)
     assert len(np.unique(y)) > 1
     act = code_mask_np(qi, CFG_C.channels, L)
     fl = float_log2_probs(nets["chroma"], chroma, act, 0, y)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lcodec import codec, container, models
+from lcodec import codec, container, encoder, models
 from lcodec.imageio import SourceImage
 
 
@@ -25,11 +25,11 @@ def test_windows_cover_the_axis_exactly_once() -> None:
 
 def test_tiled_coding_matches_whole_image_coding(model, crop_rgb, monkeypatch) -> None:
     src = SourceImage(crop_rgb)  # 128×96 pixels = 16×12 codes
-    whole = codec.analyse(model, src)
+    whole = encoder.analyse(model, src)
     data_whole = whole.encode(0.1)
     monkeypatch.setattr(codec, "TILE_PIXELS", 5 * model.config.stride)
     monkeypatch.setattr(codec, "HALO_PIXELS", 128)
-    tiled = codec.analyse(model, src)
+    tiled = encoder.analyse(model, src)
     assert float((tiled.e_y - whole.e_y).abs().max()) < 1e-4
     assert float((tiled.p - whole.p).abs().max()) < 1e-4
     lic = container.unpack(data_whole)

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lcodec.train.loop import TrainConfig, run
+from lcodec.train.v1.config import TrainConfig
+from lcodec.train.v1.run import run
 
 
 def config(folder, steps: int) -> TrainConfig:

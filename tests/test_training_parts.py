@@ -8,11 +8,13 @@ import pytest
 import torch
 from test_evaluate import SHARMA
 
-from lcodec.evaluate import quality
+from lcodec.colorimetry import TRAINING_EPS, ciede2000, srgb_to_lab
 from lcodec.quant import ChannelQuantizer
 from lcodec.train import losses
 from lcodec.train.importance import best_levels, channels_per_level, importance_loss
-from lcodec.train.loop import TrainConfig, _Schedule, run
+from lcodec.train.v1.config import TrainConfig
+from lcodec.train.v1.run import run
+from lcodec.train.v1.schedule import Schedule
 
 
 def _nchw(rows: np.ndarray) -> torch.Tensor:
@@ -20,21 +22,23 @@ def _nchw(rows: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rows.T)).double()[None, :, :, None]
 
 
-def test_differentiable_ciede2000_matches_the_evaluation_metric() -> None:
+def test_the_training_ciede2000_stays_within_1e_3_of_the_exact_one() -> None:
+    """Training's ΔE00 (float32, eps under the square roots) against the evaluation's (the
+    same function in float64 with eps 0), on Sharma's pairs and on random sRGB pairs."""
     lab1 = np.array([p[0] for p in SHARMA], dtype=np.float64)
     lab2 = np.array([p[1] for p in SHARMA], dtype=np.float64)
     want = np.array([p[2] for p in SHARMA])
-    got = losses.ciede2000(_nchw(lab1), _nchw(lab2))[0, :, 0].numpy()
+    got = ciede2000(_nchw(lab1), _nchw(lab2), TRAINING_EPS)[0, :, 0].numpy()
     assert np.abs(got - want).max() < 2e-3
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (400, 3))
     near = np.clip(rgb + rng.integers(-20, 21, (400, 3)), 0, 255)
-    lab_a, lab_b = quality.srgb_to_lab(rgb.astype(np.uint8)), quality.srgb_to_lab(
-        near.astype(np.uint8))
-    ours_a = losses.srgb_to_lab(_nchw(rgb / 255.0))[0, :, :, 0].T.numpy()
-    assert np.abs(ours_a - lab_a).max() < 1e-3
-    got = losses.ciede2000(_nchw(lab_a), _nchw(lab_b))[0, :, 0].numpy()
-    assert np.abs(got - quality.ciede2000(lab_a, lab_b)).max() < 1e-3
+    a, b = _nchw(rgb / 255.0), _nchw(near / 255.0)
+    exact = ciede2000(srgb_to_lab(a), srgb_to_lab(b))[0, :, 0].numpy()
+    lab_a = srgb_to_lab(a.float())
+    assert float((lab_a.double() - srgb_to_lab(a)).abs().max()) < 1e-3
+    got = ciede2000(lab_a, srgb_to_lab(b.float()), TRAINING_EPS)[0, :, 0].double().numpy()
+    assert np.abs(got - exact).max() < 1e-3
 
 
 def test_delta_e_term_has_finite_gradients_even_for_gray_pixels() -> None:
@@ -100,7 +104,7 @@ def test_best_levels_code_channels_whose_gain_beats_the_rate_cost() -> None:
 
 
 def test_plateau_schedule_divides_by_ten_at_most_twice() -> None:
-    s = _Schedule(TrainConfig(lr=1e-4, lr_schedule="plateau", plateau_patience=2))
+    s = Schedule(TrainConfig(lr=1e-4, lr_schedule="plateau", plateau_patience=2))
     assert s.lr(0.0) == pytest.approx(1e-4)
     for loss in (5.0, 4.0, 4.0, 4.0):
         s.validated(loss)
@@ -108,13 +112,13 @@ def test_plateau_schedule_divides_by_ten_at_most_twice() -> None:
     for _ in range(10):
         s.validated(9.0)
     assert s.lr(0.9) == pytest.approx(1e-6)
-    restored = _Schedule(s.cfg)
+    restored = Schedule(s.cfg)
     restored.load(s.state())
     assert restored.lr(0.9) == s.lr(0.9)
 
 
 def test_decay_schedule_is_constant_then_geometric() -> None:
-    s = _Schedule(TrainConfig(lr=1e-3, lr_final=1e-5, decay_from=0.5))
+    s = Schedule(TrainConfig(lr=1e-3, lr_final=1e-5, decay_from=0.5))
     assert s.lr(0.25) == pytest.approx(1e-3)
     assert s.lr(0.75) == pytest.approx(1e-4)
     assert s.lr(1.0) == pytest.approx(1e-5)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
@@ -19,6 +20,7 @@ from lcodec.errors import LicError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "FIRST_VERSION",
     "FORMAT_MAJOR",
     "FORMAT_MINOR",
     "HEADER_SIZE",
@@ -30,15 +32,17 @@ __all__ = [
     "LicFile",
     "SectionType",
     "Synthesis",
+    "Version",
     "looks_like_lic",
     "pack",
+    "packed_size",
     "read_header",
     "unpack",
 ]
 
 MAGIC = b"\x89LIC"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 3  # 1.1: the SYNTHESIS section; 1.2: EXACT_INT_V2, SYNTHESIS_GRIDS; 1.3: CORRECTION
+FORMAT_MINOR = 3  # the newest version in FIRST_VERSION
 DEFAULT_MAX_PIXELS = 100_000_000  # decompression-bomb limit (a 48 MP photo fits twice)
 ID_SIZE = 8  # model id and entropy model id: first 8 bytes of a SHA-256
 SUPPORTED_BIT_DEPTH = 8
@@ -82,9 +86,9 @@ class SectionType(IntEnum):
     CHROMA = 3
     METADATA = 4
     ALPHA = 5
-    SYNTHESIS = 6  # since 1.1: names the decoder synthesis; parsed into Header.synthesis
-    SYNTHESIS_GRIDS = 7  # since 1.2: EXACT_INT_V2's grids; parsed into Header.synthesis_grids
-    CORRECTION = 8  # since 1.3: a low-resolution field added to the pixels (lcodec.correction)
+    SYNTHESIS = 6  # names the decoder synthesis; parsed into Header.synthesis
+    SYNTHESIS_GRIDS = 7  # EXACT_INT_V2's grids; parsed into Header.synthesis_grids
+    CORRECTION = 8  # a low-resolution field added to the pixels (lcodec.correction)
 
 
 class Synthesis(IntEnum):
@@ -92,12 +96,43 @@ class Synthesis(IntEnum):
 
     FLOAT = 0  # floating-point decoder networks: pixels may differ by rounding between machines
     EXACT_INT_V1 = 1  # integer-exact decoder (network v2): the same pixels everywhere
-    EXACT_INT_V2 = 2  # since 1.2: the same on 8-bit operands, on the file's grids (faster)
+    EXACT_INT_V2 = 2  # the same on 8-bit operands, on the file's grids (faster)
 
+
+Version = tuple[int, int]  # (major, minor)
+
+# The format rules, one table: the version each value a file can hold first appeared in; a file
+# holding a value newer than its own version is refused. A new value: a row here and a minor
+# bump (docs/format.md copies it). Keyed by enum: IntEnums of equal number compare equal.
+FIRST_VERSION: dict[type[IntEnum], dict[IntEnum, Version]] = {
+    ColourMode: {ColourMode.RGB: (1, 0), ColourMode.GRAY: (1, 0), ColourMode.RGBA: (1, 0)},
+    EntropyMethod: {EntropyMethod.STATIC_CONTEXT_V1: (1, 0),
+                    EntropyMethod.INCLINED_TCAE_V1: (1, 0)},
+    Synthesis: {Synthesis.FLOAT: (1, 0), Synthesis.EXACT_INT_V1: (1, 1),
+                Synthesis.EXACT_INT_V2: (1, 2)},
+    SectionType: {SectionType.IMPORTANCE: (1, 0), SectionType.LUMA: (1, 0),
+                  SectionType.CHROMA: (1, 0), SectionType.METADATA: (1, 0),
+                  SectionType.ALPHA: (1, 0), SectionType.SYNTHESIS: (1, 1),
+                  SectionType.SYNTHESIS_GRIDS: (1, 2), SectionType.CORRECTION: (1, 3)},
+}
+assert all(set(rows) == set(enum) for enum, rows in FIRST_VERSION.items())
+assert max(max(rows.values()) for rows in FIRST_VERSION.values()) == (FORMAT_MAJOR, FORMAT_MINOR)
 
 _SYNTHESIS_PAYLOAD = 1  # bytes: u8 Synthesis
-_GRIDS_SINCE = (1, 2)  # EXACT_INT_V2 and its SYNTHESIS_GRIDS section
-_CORRECTION_SINCE = (1, 3)
+
+
+def _too_new(values: Iterable[IntEnum], version: Version) -> str | None:
+    """Why a file of ``version`` may not hold ``values`` (the first one newer than it), or None."""
+    for value in values:
+        since = FIRST_VERSION[type(value)][value]
+        if since > version:
+            name = value.name.lower().replace("_", " ")
+            what = {SectionType: f"a {name} section", Synthesis: f"synthesis {value.name}",
+                    ColourMode: f"colour mode {value.name}",
+                    EntropyMethod: f"entropy method {value.name}"}[type(value)]
+            return (f"{what} in a format {version[0]}.{version[1]} file (it needs format "
+                    f"{since[0]}.{since[1]})")
+    return None
 
 
 @dataclass(frozen=True)
@@ -112,10 +147,10 @@ class Header:
     entropy_id: bytes = bytes(ID_SIZE)
     synthesis: Synthesis = Synthesis.FLOAT  # stored in a SYNTHESIS section, not in the 40 bytes
     # EXACT_INT_V2 only: one byte per activation tensor (a SYNTHESIS_GRIDS section; the
-    # decoder checks them against the model, nets/cwic2_exact8.GridSpec)
+    # decoder checks them against the model, synthesis/exact_int_v2.GridSpec)
     synthesis_grids: bytes = b""
     # The format version the file was read with (not compared; pack writes the current one).
-    version: tuple[int, int] = field(default=(FORMAT_MAJOR, FORMAT_MINOR), compare=False)
+    version: Version = field(default=(FORMAT_MAJOR, FORMAT_MINOR), compare=False)
 
 
 @dataclass(frozen=True)
@@ -190,6 +225,10 @@ def pack(lic: LicFile) -> bytes:
     sections.sort()
     if len(sections) > _U8_MAX:
         raise ValueError(f"at most {_U8_MAX} sections fit in a .lic file, got {len(sections)}")
+    late = _too_new([colour_mode, entropy_method, synthesis, *(t for t, _ in sections)],
+                    (FORMAT_MAJOR, FORMAT_MINOR))
+    if late:
+        raise ValueError(late)
 
     body = _HEADER_BODY.pack(
         MAGIC,
@@ -213,6 +252,18 @@ def pack(lic: LicFile) -> bytes:
         out.append(_SECTION.pack(section_type, len(payload), crc))
         out.append(payload)
     return b"".join(out)
+
+
+def packed_size(lic: LicFile) -> int:
+    """``len(pack(lic))``, computed from the parts without packing (the encoder sizes many
+    candidate files and packs one)."""
+    h = lic.header
+    framed = [len(p) for p in lic.sections.values()]
+    if Synthesis(h.synthesis) != Synthesis.FLOAT:  # as pack: FLOAT files have no section
+        framed.append(_SYNTHESIS_PAYLOAD)
+    if h.synthesis_grids:
+        framed.append(len(h.synthesis_grids))
+    return HEADER_SIZE + sum(SECTION_HEADER_SIZE + n for n in framed)
 
 
 # ------------------------------------------------------------------------------------- unpack
@@ -340,19 +391,16 @@ def _parse(
         if section_type == SectionType.SYNTHESIS:
             synthesis = _synthesis(payload, upgrade_hint)
         elif section_type == SectionType.SYNTHESIS_GRIDS:
-            grids = _grids(payload, (major, minor))
-        else:
-            if section_type == SectionType.CORRECTION and (major, minor) < _CORRECTION_SINCE:
-                raise LicError(f"a correction section in a format {major}.{minor} file (it "
-                               "needs format 1.3); the file is corrupted")
-            if keep_payloads:
-                payloads[SectionType(section_type)] = bytes(payload)
+            grids = _grids(payload)
+        elif keep_payloads:
+            payloads[SectionType(section_type)] = bytes(payload)
 
     if pos != size:
         raise LicError(f"trailing data after the last section ({size - pos} bytes)")
-    if synthesis == Synthesis.EXACT_INT_V2 and (major, minor) < _GRIDS_SINCE:
-        raise LicError(f"synthesis EXACT_INT_V2 in a format {major}.{minor} file (it needs "
-                       "format 1.2); the file is corrupted")
+    late = _too_new([header.colour_mode, header.entropy_method, synthesis,
+                     *(t for t, _ in listing)], (major, minor))
+    if late:
+        raise LicError(f"{late}; the file is corrupted")
     if (synthesis == Synthesis.EXACT_INT_V2) != bool(grids):
         raise LicError("synthesis EXACT_INT_V2 without its synthesis grids section"
                        if not grids else
@@ -371,12 +419,9 @@ def _synthesis(payload: memoryview, upgrade_hint: str) -> Synthesis:
     return Synthesis(payload[0])
 
 
-def _grids(payload: memoryview, version: tuple[int, int]) -> bytes:
-    """The SYNTHESIS_GRIDS section's payload: at least one byte, only in format ≥ 1.2 (its
-    length and bytes are checked against the model when the file is decoded)."""
-    if version < _GRIDS_SINCE:
-        raise LicError(f"a synthesis grids section in a format {version[0]}.{version[1]} file "
-                       "(it needs format 1.2); the file is corrupted")
+def _grids(payload: memoryview) -> bytes:
+    """The SYNTHESIS_GRIDS section's payload: at least one byte (its length and bytes are
+    checked against the model when the file is decoded)."""
     if not len(payload):
         raise LicError("invalid synthesis grids section: empty")
     return bytes(payload)

@@ -70,7 +70,7 @@ def field_shape(width: int, height: int, log2_block: int) -> tuple[int, int]:
 # ------------------------------------------------------------------------------ the decoder
 
 
-def _axis(n: int, m: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def axis_weights(n: int, m: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Bilinear taps along one axis (half-pixel centres, edges clamped): for each of ``n``
     pixels the two field indices and their integer weights, which sum to ``2 * b``."""
     num = 2 * np.arange(n, dtype=np.int64) + 1 - b
@@ -98,8 +98,8 @@ def apply(pixels: np.ndarray, c: Correction) -> np.ndarray:
     h, w = f.shape[:2]
     if (h, w) != field_shape(width, height, c.log2_block):
         raise ValueError("the correction field does not fit the image")
-    r0, r1, rw0, rw1 = _axis(height, h, b)
-    c0, c1, cw0, cw1 = _axis(width, w, b)
+    r0, r1, rw0, rw1 = axis_weights(height, h, b)
+    c0, c1, cw0, cw1 = axis_weights(width, w, b)
     denom = 8 * (2 * b) ** 2
     for y0 in range(0, height, STRIP_ROWS):
         rows = slice(y0, min(height, y0 + STRIP_ROWS))
@@ -166,7 +166,7 @@ def unpack(payload: bytes, width: int, height: int, planes: int) -> Correction:
     return Correction(log2_block, step_luma, step_chroma, values)
 
 
-# ------------------------------------------------------------------------------ the encoder
+# --------------------------------------------------------------------- the section payload
 
 
 def pack(c: Correction) -> bytes:
@@ -195,51 +195,3 @@ def _best_shape(hist: np.ndarray, lo: int, hi: int, centre: int) -> int:
 
     coarse = min(range(0, MAX_SHAPE + 1, 8), key=bits)
     return min(range(max(0, coarse - 7), min(MAX_SHAPE, coarse + 7) + 1), key=bits)
-
-
-_TO_YCOCG = np.array([[0.25, 0.5, 0.25], [1.0, 0.0, -1.0], [-0.5, 1.0, -0.5]])
-
-
-def _block_mean(r: np.ndarray, b: int, h: int, w: int) -> np.ndarray:
-    height, width = r.shape[:2]
-    p = np.pad(r, ((0, h * b - height), (0, w * b - width), (0, 0)), mode="edge")
-    return p.reshape(h, b, w, b, r.shape[2]).mean(axis=(1, 3))
-
-
-def _upsample(f: np.ndarray, b: int, height: int, width: int) -> np.ndarray:
-    r0, r1, rw0, rw1 = _axis(height, f.shape[0], b)
-    c0, c1, cw0, cw1 = _axis(width, f.shape[1], b)
-    rw0, rw1, cw0, cw1 = (a.astype(f.dtype) / (2 * b) for a in (rw0, rw1, cw0, cw1))
-    v = f[r0] * rw0[:, None, None] + f[r1] * rw1[:, None, None]
-    return v[:, c0] * cw0[None, :, None] + v[:, c1] * cw1[None, :, None]
-
-
-def fit_field(source: np.ndarray, decoded: np.ndarray, log2_block: int, gray: bool = False,
-              iterations: int = 3) -> np.ndarray:
-    """The unquantized field (h, w, planes), in levels, that brings ``decoded`` towards
-    ``source`` (both (H, W, 3) uint8): block means of the residual in YCoCg (Y for gray),
-    refined by back-projection through the bilinear upsampling."""
-    b = 1 << log2_block
-    height, width = source.shape[:2]
-    h, w = field_shape(width, height, log2_block)
-    r = source.astype(np.float32) - decoded  # float32: an encoder's estimate, twice as fast
-    r = r[..., :1] if gray else r @ _TO_YCOCG.T.astype(np.float32)
-    f = _block_mean(r, b, h, w)
-    if b > 1:
-        for _ in range(iterations):
-            f += _block_mean(r - _upsample(f, b, height, width), b, h, w)
-    return f
-
-
-def quantize(f: np.ndarray, log2_block: int, step_luma: int, step_chroma: int) -> Correction:
-    """A field from :func:`fit_field` rounded to the steps (quarter levels)."""
-    steps = np.array([step_luma] + [step_chroma] * (f.shape[2] - 1), np.float64) / 4
-    q = np.clip(np.rint(f / steps), -MAX_SYMBOL, MAX_SYMBOL).astype(np.int32)
-    return Correction(log2_block, step_luma, step_chroma, q)
-
-
-def fit(source: np.ndarray, decoded: np.ndarray, log2_block: int, step_luma: int,
-        step_chroma: int, gray: bool = False) -> Correction:
-    """:func:`fit_field`, quantized."""
-    return quantize(fit_field(source, decoded, log2_block, gray), log2_block, step_luma,
-                    step_chroma)

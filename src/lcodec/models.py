@@ -11,15 +11,18 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 from lcodec.errors import LcodecError
 
 DEFAULT_MODEL = "v2-mse"
 MODEL_ID_BYTES = 8
 ENTROPY_KEYS = ("entropy.qi", "entropy.luma", "entropy.chroma")
+T = TypeVar("T")
 
 
 def models_dir() -> Path:
@@ -177,44 +180,18 @@ class LoadedModel:
         self.net = net.eval().to(device)
         self.device = torch.device(device)
         self._tcae = None
-        self._exact = None
-        self._exact8 = None
+        self._derived: dict[str, object] = {}
+        self._derived_lock = threading.RLock()
 
-    @property
-    def has_exact(self) -> bool:
-        """Whether this network has an integer-exact synthesis (network v2 does)."""
-        return hasattr(self.net, "exact_synthesis")
-
-    @property
-    def exact(self):
-        """The integer-exact decoder derived from these weights (built on first use), or None
-        for a network without one."""
-        if self._exact is None and self.has_exact:
-            with _LOCK:
-                if self._exact is None:
-                    self._exact = self.net.exact_synthesis()
-        return self._exact
-
-    @property
-    def exact8(self):
-        """The 8-bit-operand exact decoder (synthesis EXACT_INT_V2) derived from these
-        weights (built on first use), or None for a network without one."""
-        if self._exact8 is None and self.has_exact:
-            with _LOCK:
-                if self._exact8 is None:
-                    self._exact8 = self.net.exact_synthesis_v2()
-        return self._exact8
-
-    @property
-    def exact_v2_wide(self) -> frozenset[str] | None:
-        """The tensors this model's new EXACT_INT_V2 files hold in 15 bits (the encoder's
-        choice, from the card's ``synthesis`` entry ``{"exact": "exact_int_v2", "wide":
-        [...]}``), or None when the card does not opt the model into EXACT_INT_V2 (its new
-        exact files are EXACT_INT_V1). Decoders read each file's choice from its grids."""
-        entry = self.info.card.get("synthesis", {})
-        if not self.has_exact or entry.get("exact") != "exact_int_v2":
-            return None
-        return frozenset(entry.get("wide", ()))
+    def cached(self, key: str, build: Callable[[], T]) -> T:
+        """The value ``build()`` derives from these weights (an integer decoder, say), built
+        on first use under ``key`` and kept with the model; one build however many threads
+        ask at once."""
+        if key not in self._derived:
+            with self._derived_lock:
+                if key not in self._derived:
+                    self._derived[key] = build()
+        return self._derived[key]  # type: ignore[return-value]
 
     @property
     def tcae(self):

@@ -8,20 +8,35 @@ turn a ``SyntaxError`` into a bare "cannot identify image file").
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import IO
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from lcodec import container
 from lcodec.errors import LcodecError, LicError
+from lcodec.settings import EncodeSettings
 
 FORMAT = "LIC"
 MIME = "image/x-lic"
 EXTENSION = ".lic"
+# ``img.save(fp, format="LIC", **options)`` takes the encode settings; a PSNR measured for
+# the caller would be lost, so ``measure_psnr`` is refused.
+SAVE_OPTIONS = {f.name for f in fields(EncodeSettings)} - {"measure_psnr"}
 
 
 def _accept(prefix: bytes) -> bool:
     return container.looks_like_lic(prefix)
+
+
+def decoded_mode(header: container.Header, sections: list[tuple[container.SectionType, int]]
+                 ) -> str:
+    """The Pillow mode a `.lic` file decodes to (L or RGB, LA or RGBA with an alpha section),
+    from its header and section list (:func:`lcodec.container.read_header`)."""
+    alpha = any(t == container.SectionType.ALPHA for t, _ in sections)
+    if header.colour_mode == container.ColourMode.GRAY:
+        return "LA" if alpha else "L"
+    return "RGBA" if alpha else "RGB"
 
 
 class LicOpenError(UnidentifiedImageError, LicError):
@@ -40,9 +55,7 @@ class LicImageFile(ImageFile.ImageFile):
             name = getattr(self, "filename", "") or "the image"
             raise LicOpenError(f"cannot identify {name} as a .lic image: {exc}") from None
         self._lic_data: bytes | None = data
-        has_alpha = any(t == container.SectionType.ALPHA for t, _ in sections)
-        gray = header.colour_mode == container.ColourMode.GRAY
-        self._mode = ("LA" if has_alpha else "L") if gray else ("RGBA" if has_alpha else "RGB")
+        self._mode = decoded_mode(header, sections)
         self._size = (header.width, header.height)
         self.info.update({
             "model_id": header.model_id.hex(), "rate_knob": header.rate_knob,
@@ -71,14 +84,15 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from lcodec import api
 
     opts = im.encoderinfo
-    unknown = set(opts) - {"bpp", "size", "knob", "model", "device", "alpha", "strip"}
+    unknown = set(opts) - SAVE_OPTIONS
     if unknown:
         raise ValueError(f"unknown .lic save options: {', '.join(sorted(unknown))}")
     try:
-        data = api.encode(im, bpp=opts.get("bpp"), size=opts.get("size"),
-                          knob=opts.get("knob"), model=opts.get("model"),
-                          device=opts.get("device", "cpu"), alpha=opts.get("alpha", "keep"),
-                          strip=opts.get("strip", False))
+        settings = EncodeSettings.of(**opts)
+    except LcodecError as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        data = api.encode(im, settings)
     except LcodecError as exc:
         raise OSError(str(exc)) from None
     fp.write(data)

@@ -9,7 +9,7 @@ higher knob wins over the larger file: quality follows the knob, not the byte co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -54,11 +54,14 @@ def first_that_fits(attempts: Iterable[tuple[str, Callable[[], T]]], budget: int
 
 @dataclass
 class RateResult:
-    data: bytes
+    """A file at a knob: ``data`` is anything whose ``len()`` is the file's size in bytes
+    (the encoder's drafts, or packed bytes)."""
+
+    data: Sized
     knob: float
 
 
-def fit_budget(encode: Callable[[float], bytes], budget: int, lo: float = KNOB_MIN,
+def fit_budget(encode: Callable[[float], Sized], budget: int, lo: float = KNOB_MIN,
                hi: float = KNOB_MAX, iterations: int = 14) -> RateResult:
     """The file of the highest knob in [lo, hi] with ``len(file) <= budget`` that the
     bisection meets (with sizes growing with the knob: the largest file not above it).
@@ -85,7 +88,7 @@ def fit_budget(encode: Callable[[float], bytes], budget: int, lo: float = KNOB_M
     return best
 
 
-def fit_quality(encode: Callable[[float], bytes], quality: Callable[[bytes], float],
+def fit_quality(encode: Callable[[float], Sized], quality: Callable[[Sized], float],
                 target: float, lo: float = KNOB_MIN, hi: float = KNOB_MAX,
                 iterations: int = 12) -> RateResult:
     """Smallest file whose ``quality(file) >= target`` (e.g. PSNR of the decoded image).
@@ -121,8 +124,8 @@ def quality_to_knob(quality: float) -> float:
     return round((quality - 50) / 50, 3)
 
 
-def fit_budget_two_stage(encode_fast: Callable[[float], bytes],
-                         encode_final: Callable[[float], bytes], budget: int,
+def fit_budget_two_stage(encode_fast: Callable[[float], Sized],
+                         encode_final: Callable[[float], Sized], budget: int,
                          rounds: int = 3, refine: int = 8, close: float = 0.985) -> RateResult:
     """:func:`fit_budget` when the final coder is slow (the TCAE) and a fast one (the static
     tables) roughly tracks its size: bisect on the fast coder, measure the final/fast size
@@ -136,7 +139,7 @@ def fit_budget_two_stage(encode_fast: Callable[[float], bytes],
     target = budget
     tried: set[float] = set()
 
-    def consider(knob: float, data: bytes) -> None:
+    def consider(knob: float, data: Sized) -> None:
         nonlocal best, lo_knob, hi_knob
         if len(data) <= budget:
             lo_knob = max(lo_knob, knob)

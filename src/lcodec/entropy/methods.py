@@ -3,7 +3,7 @@
 ``STATIC_CONTEXT_V1``: fixed context tables shipped inside the autoencoder weights.
 ``INCLINED_TCAE_V1``: the inclined trimmed-convolution models of ``models/entropy/``, whose
 8-byte id the header carries. Both code the sections IMPORTANCE, LUMA and (for colour images)
-CHROMA from (qi, luma, chroma) arrays as in :class:`lcodec.nets.cwic.Encoded`, batch axis off.
+CHROMA from (qi, luma, chroma) arrays as in :class:`lcodec.nets.codes.Encoded`, batch axis off.
 
 A method registers a factory under its :class:`~lcodec.container.EntropyMethod` with
 :func:`register_method`; :func:`coder_for` builds the coder a file names (or a new file

@@ -1,6 +1,6 @@
 """Float inclined TCAE for training (seed 004 §4.3-4.5) and :func:`freeze` to integers.
 
-The float network computes exactly the function that :class:`lcodec.entropy.tcae.IntTcae`
+The float network computes exactly the function that :class:`lcodec.entropy.tcae_int.IntTcae`
 evaluates in integers (same taps, same zero features at inactive positions, same residual
 wiring), with 3-D convolutions whose kernels are multiplied by the trimmed masks of eqs. 26/27.
 Shapes: input classes (N, n, h, w) int64, active mask (N, n, h, w) bool, side classes
@@ -16,21 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lcodec.entropy.tcae import (
+from lcodec.entropy.tcae_config import LUMA_THRESHOLDS, TcaeConfig, combined_side
+from lcodec.entropy.tcae_int import (
     ACT_MAX,
     EXACT_LIMIT,
     LOGIT_FRAC_BITS,
-    LUMA_THRESHOLDS,
     WEIGHT_MAX,
     IntLayer,
     IntTcae,
-    TcaeConfig,
-    _requant_constants,
-    combined_side,
     exp_table,
-    side_taps,
-    trimmed_taps,
+    requant_constants,
 )
+from lcodec.entropy.tcae_layout import side_taps, trimmed_taps
 
 LN2 = math.log(2.0)
 # Paper group counts for luma (8) and QI (32); a smaller chroma model (4). The channel reach
@@ -145,7 +142,7 @@ class TcaeNet(nn.Module):
     def forward(self, cls: torch.Tensor, active: torch.Tensor | None = None,
                 side: torch.Tensor | None = None, record: list | None = None,
                 knob: torch.Tensor | None = None) -> torch.Tensor:
-        """``knob``: (N,) knob buckets (:func:`lcodec.entropy.tcae.knob_bucket`), required
+        """``knob``: (N,) knob buckets (:func:`lcodec.entropy.tcae_config.knob_bucket`), required
         when the config has knob buckets."""
         cfg = self.cfg
         if self.embed is not None:
@@ -222,7 +219,7 @@ def side_classes_torch(active: torch.Tensor, classes: int) -> torch.Tensor:
 
 def luma_activity_torch(luma: torch.Tensor, active: torch.Tensor, levels: int, classes: int
                         ) -> torch.Tensor:
-    """:func:`lcodec.entropy.tcae.luma_activity` of a batch: (N, n_y, h, w) -> (N, h, w)."""
+    """:func:`lcodec.entropy.tcae_config.luma_activity` of a batch: (N, n_y, h, w) -> (N, h, w)."""
     act = ((luma.long() - levels // 2).abs() * active).sum(1)
     t = torch.tensor(LUMA_THRESHOLDS[: classes - 1], device=luma.device)
     return (act[..., None] >= t).sum(-1)
@@ -274,7 +271,7 @@ def calibrate(net: TcaeNet, batches, q: float = 0.99999) -> dict[str, np.ndarray
 
 @torch.no_grad()
 def freeze(net: TcaeNet, batches, scales: dict[str, np.ndarray] | None = None) -> IntTcae:
-    """Post-training quantisation to the exact integer model (see tcae.py for the format).
+    """Post-training quantisation to the exact integer model (format: docs/format.md).
 
     Activation scales are per layer and group (from :func:`calibrate` unless given); input
     scales are folded into the weights, which are quantised per output group.
@@ -306,7 +303,7 @@ def freeze(net: TcaeNet, batches, scales: dict[str, np.ndarray] | None = None) -
     t0q = np.clip(np.floor(t0 / s0 + 0.5), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int64)
     tsq = None if ts is None else np.clip(np.floor(ts / s0 + 0.5), -WEIGHT_MAX,
                                           WEIGHT_MAX).astype(np.int64)
-    m0, sh0 = _requant_constants(s0 / a_first)
+    m0, sh0 = requant_constants(s0 / a_first)
     first_layer = IntLayer(np.zeros((0, 0), np.float32), bias_int(net.first.bias, s0), m0, sh0)
     knob_q = None
     if net.knob_bias is not None:  # (buckets, g, n) -> (buckets, n, g) on the bias grid
@@ -316,7 +313,7 @@ def freeze(net: TcaeNet, batches, scales: dict[str, np.ndarray] | None = None) -
         w = layer.tap_matrix().double().cpu().numpy()
         w = w * np.tile(a_in, len(layer.taps))[:, None]  # integer inputs: fold their scales
         q, s = _quantise_columns(w, ACT_MAX)
-        mult, shift = _requant_constants(s / a_out)
+        mult, shift = requant_constants(s / a_out)
         return IntLayer(q.astype(np.float32), bias_int(layer.bias, s), mult, shift)
 
     layers = [conv(net.second, a_first, a_res)]

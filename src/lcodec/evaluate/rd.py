@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lcodec import api, codec, models
+from lcodec import api, encoder, models
 from lcodec.imageio import list_images, load_image
 from lcodec.metrics import ms_ssim, ms_ssim_db, psnr
 
@@ -31,7 +31,7 @@ def sweep(folder: Path, knobs: list[float], model: str | None, device: str) -> l
         rgb = src.rgb
         for knob in knobs:
             t0 = time.perf_counter()
-            data = codec.analyse(loaded, src).encode(knob)
+            data = encoder.analyse(loaded, src).encode(knob)
             t1 = time.perf_counter()
             back = api.decode_array(data, device)
             t2 = time.perf_counter()

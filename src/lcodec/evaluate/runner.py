@@ -170,7 +170,8 @@ def sweep_lcodec(path: Path, model: str | None = None, device: str = "cpu",
                  knobs: tuple[float, ...] = LCODEC_KNOBS, crop_bpp: float | None = None
                  ) -> tuple[list[Row], Crop | None]:
     """One analysis per image, then real `.lic` files at every knob, each with the correction
-layer the encoder chooses at that knob (:func:`lcodec.api.corrected`), decoded by the API.
+layer the encoder chooses at that knob (:func:`lcodec.encoder.file_at_knob`), decoded by the
+API.
 
     ``encode_s`` of a row is what encoding at that knob alone costs: the shared analysis plus
     that knob's quantization, entropy coding and container. When the model's entropy method
@@ -178,19 +179,21 @@ layer the encoder chooses at that knob (:func:`lcodec.api.corrected`), decoded b
     symbols coded with the static tables, a real file whose decoding is the same pixels
     (checked on the first knob), so one sweep measures what the entropy method gains.
     """
-    from lcodec import api, codec, container, models
-    from lcodec.ratecontrol import RateResult
+    from lcodec import api, container, encoder, models
+    from lcodec.container import SectionType
+    from lcodec.encoder.draft import Draft
 
-    def static_file(knob: float, data: bytes) -> bytes:
-        """The static-table file of ``knob`` with the correction of ``data``."""
-        fix = codec.file_correction(container.unpack(data))
-        return codec.with_correction(analysis.encode_static(knob), fix)
+    def static_file(knob: float, chosen: Draft) -> bytes:
+        """The static-table file of ``knob`` with the correction section of ``chosen``."""
+        static = analysis.draft_static(knob).with_section(
+            SectionType.CORRECTION, chosen.section(SectionType.CORRECTION))
+        return container.pack(analysis.final(static).lic)
 
     loaded = models.load(models.find(model), api.resolve_device(device))
     src = load_source(path)
     score = Scorer(src.rgb)
     t0 = time.perf_counter()
-    analysis = codec.analyse(loaded, src)
+    analysis = encoder.analyse(loaded, src)
     analyse_s = time.perf_counter() - t0
     keep = _CropKeeper(baselines.LCODEC, path.name, crop_bpp)
     seen: dict[bytes, tuple[dict[str, float], float]] = {}
@@ -199,7 +202,8 @@ layer the encoder chooses at that knob (:func:`lcodec.api.corrected`), decoded b
     companion = not analysis.coder.cheap
     for knob in knobs:
         t0 = time.perf_counter()
-        data = api.corrected(analysis, RateResult(analysis.encode(knob), knob), None).data
+        chosen = encoder.file_at_knob(analysis, knob)
+        data = container.pack(chosen.lic)
         t1 = time.perf_counter()
         if data in seen:  # a saturated knob: same file, same scores
             metrics, dec_s = seen[data]
@@ -216,11 +220,11 @@ layer the encoder chooses at that knob (:func:`lcodec.api.corrected`), decoded b
             keep.offer(row, dec)
             # same symbols, so the same pixels: checked once per image
             if companion and not static_rows and not np.array_equal(
-                    api.decode_array(static_file(knob, data), device), dec):
+                    api.decode_array(static_file(knob, chosen), device), dec):
                 raise LcodecError(f"{path.name}: the static-table file decodes differently")
         if companion:
             static_rows.append(_row(baselines.LCODEC_STATIC, path.name, knob,
-                                    static_file(knob, data), src.rgb, metrics,
+                                    static_file(knob, chosen), src.rgb, metrics,
                                     float("nan"), dec_s))
     return rows + static_rows, keep.best
 

@@ -11,31 +11,14 @@ z_C = Q(e_C)·m_C + luma features ─► fusion decoder ─► Ĉb Ĉr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from lcodec.config import NetConfig
 from lcodec.nets.blocks import DenseBlock, ResBlock, Up, conv3
+from lcodec.nets.codes import Encoded
 from lcodec.nets.registry import register_architecture
 from lcodec.quant import ChannelQuantizer, code_mask, importance_levels, soft_mask
-
-
-@dataclass
-class Encoded:
-    """Discrete codes of one image batch, all int64.
-
-    qi: (N, 1, h, w) importance levels 0..L-1.
-    luma: (N, n_luma, h, w) level indices 0..T-1 (meaningful where the mask is set).
-    chroma: (N, n_chroma, h, w) likewise.
-    knob: the rate knob the codes were made at (``cwic2`` decoders need it; ``cwic`` ignores it).
-    """
-
-    qi: torch.Tensor
-    luma: torch.Tensor
-    chroma: torch.Tensor
-    knob: float = 0.0
 
 
 class LumaEncoder(nn.Module):

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lcodec.config import NetConfig
-from lcodec.nets.cwic import Encoded
+from lcodec.nets.codes import Encoded
 from lcodec.nets.registry import register_architecture
 from lcodec.quant import code_mask, importance_levels, soft_mask
 
@@ -298,19 +298,7 @@ class CWIC2(nn.Module):
         return {"x_hat": x_hat.float(), "bits": bits, "range_loss": range_loss,
                 "importance": p, "coded_fraction": m.detach().mean()}
 
-    # -- codec -------------------------------------------------------------------------
-    def exact_synthesis(self):
-        """The integer-exact decoder (synthesis EXACT_INT_V1) derived from these weights."""
-        from lcodec.nets.cwic2_exact import ExactSynthesis
-
-        return ExactSynthesis(self)
-
-    def exact_synthesis_v2(self):
-        """The 8-bit-operand exact decoder (synthesis EXACT_INT_V2) of these weights."""
-        from lcodec.nets.cwic2_exact8 import ExactSynthesis8
-
-        return ExactSynthesis8(self)
-
+    # -- codec (the integer decoders built from these weights: lcodec.synthesis) ---------
     @torch.no_grad()
     def analyse(self, ycc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.analyse_logits(ycc)

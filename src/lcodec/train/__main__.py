@@ -1,23 +1,8 @@
-"""``python -m lcodec.train CONFIG.json OUT_DIR [--max-minutes M]``: train or resume."""
+"""``python -m lcodec.train RUN_DIR [--config C] --budget-minutes M [--decay-minutes D]``:
+train (or resume) the current network, v2 (:mod:`lcodec.train.v2`). Network v1 trains with
+``python -m lcodec.train.v1`` (:mod:`lcodec.train.v1`)."""
 
-from __future__ import annotations
-
-import argparse
-from pathlib import Path
-
-from lcodec.train.loop import TrainConfig, run
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lcodec.train", description=__doc__)
-    ap.add_argument("config", type=Path, help="training config JSON (see configs/)")
-    ap.add_argument("out", type=Path, help="run folder: checkpoint, log.csv, config copy")
-    ap.add_argument("--max-minutes", type=float, default=None,
-                    help="stop (and checkpoint) after this many minutes; rerun to resume")
-    args = ap.parse_args(argv)
-    run(TrainConfig.load(args.config), args.out, args.max_minutes)
-    return 0
-
+from lcodec.train.v2.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

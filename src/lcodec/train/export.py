@@ -5,9 +5,9 @@
 the STATIC_CONTEXT_V1 tables on training-set codes (never Kodak) produced by those fp16
 weights at several rate knobs, and writes ``models/<name>-<sha8>.safetensors`` and a card.
 
-Network v1 (``cwic``) runs come from :mod:`lcodec.train.loop`; its tables are fitted at
+Network v1 (``cwic``) runs come from :mod:`lcodec.train.v1`; its tables are fitted at
 :data:`FIT_KNOBS` (as the shipped v1 models were). Network v2 (``cwic2``) runs come from
-:mod:`lcodec.train.rdloop`; its tables are fitted over the whole knob range rate control
+:mod:`lcodec.train.v2`; its tables are fitted over the whole knob range rate control
 searches (:data:`FIT_KNOBS_V2`), and its card carries the learning curve of ``val.csv``.
 """
 
@@ -30,7 +30,7 @@ from lcodec.models import MODEL_ID_BYTES, models_dir
 from lcodec.nets import CWIC, CWIC2
 from lcodec.quant import code_mask
 from lcodec.train.data import is_validation, load_rgb
-from lcodec.train.loop import load_weights
+from lcodec.train.v1.weights import load_weights
 
 FIT_KNOBS = (-0.3, -0.15, 0.0, 0.15, 0.3)
 FIT_KNOBS_V2 = tuple(round(-1.0 + 0.25 * i, 2) for i in range(9))
@@ -89,7 +89,7 @@ def _load_run(path: Path) -> tuple[CWIC | CWIC2, dict, dict]:
         path = path / "last.ckpt"
     if path.suffix == ".ckpt":
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        if "net_config" in ckpt:  # a v2 run (lcodec.train.rdloop)
+        if "net_config" in ckpt:  # a v2 run (lcodec.train.v2)
             net = CWIC2(NetConfig.from_json(json.dumps(ckpt["net_config"])))
             net.load_state_dict(ckpt["model"])
             progress = {"steps_done": ckpt["step"], "cpu_hours": round(ckpt["cpu_s"] / 3600, 3),

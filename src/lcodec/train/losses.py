@@ -5,7 +5,8 @@
 ``ycbcr_l1``  100·(|ΔY| + γ·|ΔCb| + γ·|ΔCr|) (seed 001; mean absolute error per plane).
 
 Any of them can add ``mse_weight``·1000·MSE (keeps an MS-SSIM model's colours from drifting)
-and ``deltae_weight``·ΔE00 (mean CIEDE2000 in CIELAB units, seed 002), differentiable.
+and ``deltae_weight``·ΔE00 (mean CIEDE2000 in CIELAB units, seed 002), differentiable: the
+evaluation's own formula (:mod:`lcodec.colorimetry`) with a small eps under the square roots.
 """
 
 from __future__ import annotations
@@ -15,69 +16,9 @@ import math
 import torch
 
 from lcodec.color import rgb_to_ycbcr
-from lcodec.colorimetry import D65, RGB_TO_XYZ
+from lcodec.colorimetry import TRAINING_EPS, ciede2000, srgb_to_lab
 
 KINDS = ("mse", "msssim", "ycbcr_l1")
-
-# The evaluation's sRGB (D65) matrix and white, so that training and eval measure the same ΔE.
-_RGB_TO_XYZ = torch.tensor(RGB_TO_XYZ, dtype=torch.float32)
-_D65 = torch.tensor(D65, dtype=torch.float32)
-_EPS = 1e-8  # keeps square roots and atan2 differentiable at zero chroma
-
-
-def srgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) sRGB in [0, 1] -> (N, 3, H, W) CIELAB (D65), differentiable."""
-    c = rgb.clamp(0.0, 1.0)
-    lin = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055).clamp_min(_EPS) ** 2.4)
-    m = (_RGB_TO_XYZ / _D65.view(3, 1)).to(rgb)
-    xyz = torch.einsum("ij,njhw->nihw", m, lin)
-    eps, kappa = 216 / 24389, 24389 / 27
-    f = torch.where(xyz > eps, xyz.clamp_min(eps) ** (1 / 3), (kappa * xyz + 16) / 116)
-    fx, fy, fz = f.unbind(1)
-    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], 1)
-
-
-def _sqrt(x: torch.Tensor) -> torch.Tensor:
-    return torch.sqrt(x + _EPS)
-
-
-def ciede2000(lab1: torch.Tensor, lab2: torch.Tensor) -> torch.Tensor:
-    """CIEDE2000 between Lab tensors (channel dim 1), elementwise over the rest.
-
-    The formula of Sharma et al. 2005 (k_L = k_C = k_H = 1) as in
-    :func:`lcodec.evaluate.quality.ciede2000`, with a tiny epsilon under every square root so
-    that gradients stay finite at zero chroma (values differ from it by < 1e-3).
-    """
-    l1, a1, b1 = lab1.unbind(1)
-    l2, a2, b2 = lab2.unbind(1)
-    c_bar = (_sqrt(a1**2 + b1**2) + _sqrt(a2**2 + b2**2)) / 2
-    c7 = c_bar**7
-    g = 0.5 * (1 - _sqrt(c7 / (c7 + 25.0**7)))
-    a1p, a2p = (1 + g) * a1, (1 + g) * a2
-    c1p, c2p = _sqrt(a1p**2 + b1**2), _sqrt(a2p**2 + b2**2)
-    h1p = torch.rad2deg(torch.atan2(b1, a1p + _EPS)) % 360
-    h2p = torch.rad2deg(torch.atan2(b2, a2p + _EPS)) % 360
-    dh = h2p - h1p
-    dh = torch.where(dh > 180, dh - 360, torch.where(dh < -180, dh + 360, dh))
-    d_h = 2 * _sqrt(c1p * c2p) * torch.sin(torch.deg2rad(dh / 2))
-    l_bar = (l1 + l2) / 2
-    cp_bar = (c1p + c2p) / 2
-    hsum = h1p + h2p
-    h_bar = torch.where((h1p - h2p).abs() <= 180, hsum / 2,
-                        torch.where(hsum < 360, (hsum + 360) / 2, (hsum - 360) / 2))
-    t = (1 - 0.17 * torch.cos(torch.deg2rad(h_bar - 30))
-         + 0.24 * torch.cos(torch.deg2rad(2 * h_bar))
-         + 0.32 * torch.cos(torch.deg2rad(3 * h_bar + 6))
-         - 0.20 * torch.cos(torch.deg2rad(4 * h_bar - 63)))
-    d_theta = 30 * torch.exp(-(((h_bar - 275) / 25) ** 2))
-    cp7 = cp_bar**7
-    r_c = 2 * _sqrt(cp7 / (cp7 + 25.0**7))
-    s_l = 1 + 0.015 * (l_bar - 50) ** 2 / torch.sqrt(20 + (l_bar - 50) ** 2)
-    s_c = 1 + 0.045 * cp_bar
-    s_h = 1 + 0.015 * cp_bar * t
-    r_t = -torch.sin(torch.deg2rad(2 * d_theta)) * r_c
-    tl, tc, th = (l2 - l1) / s_l, (c2p - c1p) / s_c, d_h / s_h
-    return _sqrt((tl**2 + tc**2 + th**2 + r_t * tc * th).clamp_min(0))
 
 
 def per_image(x: torch.Tensor, x_hat: torch.Tensor, kind: str, mse_weight: float = 0.0,
@@ -100,7 +41,8 @@ def per_image(x: torch.Tensor, x_hat: torch.Tensor, kind: str, mse_weight: float
     if mse_weight and kind != "mse":
         d = d + mse_weight * mse
     if deltae_weight:
-        d = d + deltae_weight * ciede2000(srgb_to_lab(x), srgb_to_lab(x_hat)).mean(dim=(1, 2))
+        delta_e = ciede2000(srgb_to_lab(x), srgb_to_lab(x_hat), TRAINING_EPS)
+        d = d + deltae_weight * delta_e.mean(dim=(1, 2))
     return d
 
 

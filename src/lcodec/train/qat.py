@@ -3,7 +3,7 @@
 With the encoder, the importance head, the encoder gains and the priors frozen, the symbols
 of every image stay exactly those of the model the run starts from, so its entropy tables and
 TCAE stay valid and only the distortion term moves. ``qat_decode`` is network v2's decoder
-pass with the rounding of the candidate exact synthesis (:mod:`lcodec.nets.cwic2_exact8`) in
+pass with the rounding of synthesis EXACT_INT_V2 (:mod:`lcodec.synthesis.exact_int_v2`) in
 the loop: weights rounded per output channel to 7 bits with a power-of-two exponent (the
 first convs after the knob's gains are folded in), every activation tensor rounded onto the
 power-of-two grid the encoder would pick for the image (the least-error grid of ``calibrate``,
@@ -19,15 +19,21 @@ import torch
 import torch.nn.functional as F
 
 from lcodec.nets.cwic2 import CWIC2, GDN
-from lcodec.nets.cwic2_exact8 import (
+from lcodec.quant import code_mask, importance_levels
+from lcodec.synthesis.exact_int_v2 import (
     SHARED,
     error_samples,
     least_error_fracs,
     rounding_errors,
     tensor_names,
 )
-from lcodec.nets.exact8 import DIGIT_MAX, FRAC_MAX, FRAC_MIN, NARROW_MAX, WIDE_MAX
-from lcodec.quant import code_mask, importance_levels
+from lcodec.synthesis.exact_int_v2_layers import (
+    DIGIT_MAX,
+    FRAC_MAX,
+    FRAC_MIN,
+    NARROW_MAX,
+    WIDE_MAX,
+)
 
 HEADROOM = 1.5  # as calibrate: the grid holds 1.5× the float decoder's largest value
 
@@ -61,7 +67,7 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
 
 def fake_rows(w: torch.Tensor) -> torch.Tensor:
     """Weights (O, ...) rounded per row to 7 bits (|w_q| ≤ 63) with the largest power-of-two
-    exponent that fits, as ``exact8.fit_rows`` does; straight-through gradient."""
+    exponent that fits, as ``exact_int_v2_layers.fit_rows`` does; straight-through gradient."""
     flat = w.reshape(w.shape[0], -1)
     top = flat.detach().abs().amax(1).clamp_min(2.0**-60)
     _, k = torch.frexp(top)
@@ -75,7 +81,7 @@ class Tap:
     """Where the decoder's activation tensors pass, in one of three modes: recording each
     tensor's per-image largest magnitude (``fracs`` None); with ``fracs`` and ``trial``,
     recording the squared error of rounding it onto the grids ``fracs + d`` for each ``d`` of
-    :data:`~lcodec.nets.cwic2_exact8.GRID_TRIALS` (``least_error_fracs`` then picks); with
+    :data:`~lcodec.synthesis.exact_int_v2.GRID_TRIALS` (``least_error_fracs`` then picks); with
     ``fracs`` alone, rounding it onto its per-image grid and saturating it (straight-through
     inside the bound)."""
 
@@ -179,8 +185,8 @@ def synthesise(net: CWIC2, s_y: torch.Tensor, s_c: torch.Tensor, knob: torch.Ten
 
 def qat_decode(net: CWIC2, s_y: torch.Tensor, s_c: torch.Tensor, knob: torch.Tensor,
                wide: frozenset[str]) -> torch.Tensor:
-    """The decoder with the candidate exact synthesis's rounding (grids calibrated on a
-    no-grad float pass, as the encoder would)."""
+    """The decoder with EXACT_INT_V2's rounding (grids calibrated on a no-grad float pass, as
+    the encoder does)."""
     calib = Tap()
     names = set(tensor_names(net.cfg.refine))
     with torch.no_grad():

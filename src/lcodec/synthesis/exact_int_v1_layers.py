@@ -1,4 +1,4 @@
-"""Integer-exact layers: fixed-point weights and activations whose sums float64 holds exactly.
+"""The layers of synthesis EXACT_INT_V1: fixed-point integers whose sums float64 holds exactly.
 
 Every tensor here holds integers, stored as float64. An activation ``a`` on the grid of
 ``frac`` fractional bits stands for the real number ``a · 2**-frac``; a weight row

@@ -1,8 +1,9 @@
-"""Synthesis EXACT_INT_V1 of network v2: the same pixels on every machine.
+"""Synthesis EXACT_INT_V1 (format 1.1) of network v2: the same pixels on every machine.
 
 The luma and fusion decoders of :class:`~lcodec.nets.cwic2.CWIC2`, rebuilt from the model's
-stored weights with the integer layers of :mod:`lcodec.nets.exact`, and the colour conversion
-of :func:`lcodec.color.ycbcr_offsets_to_rgb8`:
+float weights with the float64 integer layers of
+:mod:`~lcodec.synthesis.exact_int_v1_layers`, and the colour conversion of
+:func:`lcodec.color.ycbcr_offsets_to_rgb8`:
 
 ```
 s_Y = (index − T/2) · m_Y            integers, |s| ≤ T/2
@@ -20,26 +21,50 @@ the General Decimal Arithmetic specification defines to round correctly, so ever
 gets the same digits), then rounded half-even to 28 significant bits. A 28-bit gain times an
 fp16 weight (11 significant bits) is exact in float64, so the folded first-layer weights are
 the same everywhere. Nothing here depends on a model id: any ``cwic2`` weights file gets its
-exact decoder when it is loaded.
+exact decoder on first use (kept with the loaded model).
+
+Windows: ``EXACT_TILE_PIXELS``² (512²; float64 activations take twice the float decoder's
+bytes) with a halo of ``EXACT_HALO_PIXELS`` (48), not a margin but the proven reach
+(:data:`REACH_CODES` positions at stride 16); EXACT_INT_V2 shares both.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from fractions import Fraction
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from lcodec.color import ycbcr_offsets_to_rgb8
-from lcodec.nets.exact import ACT_FRAC, ACT_MAX, IntConv, IntIGDN, concat, shuffle
+from lcodec.container import Synthesis
+from lcodec.errors import LcodecError, LicError
+from lcodec.nets.cwic2 import CWIC2
 from lcodec.quant import code_mask
+from lcodec.synthesis.exact_int_v1_layers import (
+    ACT_FRAC,
+    ACT_MAX,
+    IntConv,
+    IntIGDN,
+    concat,
+    shuffle,
+)
+from lcodec.synthesis.registry import register_synthesis
+
+if TYPE_CHECKING:
+    from lcodec.models import LoadedModel
+    from lcodec.nets.codes import Encoded
 
 GAIN_BITS = 28  # significant bits of an exact decoder gain
 _DECIMAL = Context(prec=40, rounding=ROUND_HALF_EVEN)
 KNOB_SCALE = 1000  # the header stores the knob in thousandths
+EXACT_TILE_PIXELS = 512
+EXACT_HALO_PIXELS = 48
+REACH_CODES = 3  # a pixel depends only on codes at most this many positions away
 
 
 def exact_exp(x: Fraction) -> float:
@@ -67,8 +92,8 @@ def exact_gains(log_gains: np.ndarray, knob_thousandths: int) -> np.ndarray:
                      for a, b in zip(log_gains[lo], log_gains[lo + 1], strict=True)])
 
 
-class ExactSynthesis:
-    """The exact decoder of one loaded ``cwic2`` network (built once, at load).
+class ExactIntV1:
+    """The EXACT_INT_V1 decoder of one ``cwic2`` network (built once per loaded model).
 
     ``reach_codes``: a pixel depends only on codes at most this many positions away. Each
     3×3 conv reaches one position of its resolution: 16 + 8 + 4 + 2 px for luma, 16 + 2·(8 +
@@ -79,7 +104,7 @@ class ExactSynthesis:
     decoding exactly.
     """
 
-    reach_codes = 3
+    reach_codes = REACH_CODES
 
     def __init__(self, net: torch.nn.Module) -> None:
         cfg = net.cfg
@@ -155,3 +180,59 @@ class ExactSynthesis:
             x = fuse(concat([igdn(shuffle(conv(x))), f]))
         c = shuffle(self.chroma_out(x)).to(torch.int64)
         return ycbcr_offsets_to_rgb8(y, c[0], c[1], ACT_FRAC)
+
+
+def exact_window(stride: int, reach: int = REACH_CODES) -> tuple[int, int]:
+    """(window core, halo) in code positions of the exact syntheses, whose halo must be at
+    least their reach: then any window layout gives the very same pixels."""
+    tile, halo = max(1, EXACT_TILE_PIXELS // stride), EXACT_HALO_PIXELS // stride
+    if halo < reach:
+        raise LcodecError("internal error: the window halo is below the exact decoder's reach")
+    return tile, halo
+
+
+def has_exact_synthesis(model: LoadedModel) -> bool:
+    """Whether ``model``'s network has the exact syntheses (network v2 does)."""
+    return isinstance(model.net, CWIC2)
+
+
+def require_exact_synthesis(model: LoadedModel) -> None:
+    """Refuses a file naming an exact synthesis for a model without one."""
+    if not has_exact_synthesis(model):
+        raise LicError(f"the file asks for the exact synthesis, which model {model.info.name} "
+                       "does not have")
+
+
+def decoder(model: LoadedModel) -> ExactIntV1:
+    """``model``'s EXACT_INT_V1 decoder (built on first use, kept with the model)."""
+    return model.cached("exact_int_v1", lambda: ExactIntV1(model.net))
+
+
+@register_synthesis(Synthesis.EXACT_INT_V1)
+class ExactIntV1Synthesis:
+    """EXACT_INT_V1 for the codec: the model's :class:`ExactIntV1` in :func:`exact_window`s."""
+
+    exact = True
+
+    def available(self, model: LoadedModel) -> bool:
+        return has_exact_synthesis(model)
+
+    def encodes(self, model: LoadedModel) -> bool:
+        return has_exact_synthesis(model)
+
+    def window(self, stride: int) -> tuple[int, int]:
+        return exact_window(stride, ExactIntV1.reach_codes)
+
+    def check(self, model: LoadedModel, grids: bytes) -> None:
+        require_exact_synthesis(model)
+
+    def pixels(self, model: LoadedModel, state: None, codes: Encoded, gray: bool
+               ) -> np.ndarray:
+        rgb = decoder(model).pixels(codes.qi, codes.luma, codes.chroma, codes.knob, gray)
+        return rgb.cpu().numpy()
+
+    def grids_size(self, model: LoadedModel) -> int:
+        return 0
+
+    def grids(self, model: LoadedModel, windows: Iterable[Encoded]) -> bytes:
+        return b""

@@ -1,4 +1,4 @@
-"""Integer-exact layers on 8-bit operands (a candidate exact synthesis): exact sums, any order.
+"""The layers of synthesis EXACT_INT_V2: integers on 8-bit operands, exact sums in any order.
 
 Activations are integers ``a`` on a per-tensor power-of-two grid (``a · 2**-frac``, a
 :class:`Grid`), *narrow* (|a| ≤ 127: one 8-bit operand) or *wide* (|a| ≤ 16383: two limbs

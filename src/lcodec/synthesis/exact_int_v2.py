@@ -1,13 +1,14 @@
-"""A candidate exact synthesis of network v2 on 8-bit operands, with per-image grids.
+"""Synthesis EXACT_INT_V2 (format 1.2) of network v2: exact on 8-bit operands, per-image grids.
 
-Not yet named by any file format (issue 15; measured in docs/format.md, "The same layers on
-an AVX2 CPU"). The luma and fusion decoders of :class:`~lcodec.nets.cwic2.CWIC2` rebuilt with
-the layers of :mod:`lcodec.nets.exact8`, and the colour conversion of EXACT_INT_V1. Every
-activation tensor named by :func:`tensor_names` lives on a power-of-two grid that a file
-would carry (one byte per tensor: a :class:`GridSpec`, which also says which tensors are
-wide, 15 bits, and which narrow, 8 bits); the encoder would pick, per tensor, the grid of
-least squared rounding error among the finest that holds 1.5× the float decoder's largest
-value on the image and the next few finer ones (:func:`calibrate`). :data:`WIDE` is the set
+The decoder of EXACT_INT_V1 on 8-bit operands (faster; measured in docs/format.md, "The same
+layers on an AVX2 CPU"): the luma and fusion decoders of :class:`~lcodec.nets.cwic2.CWIC2`
+rebuilt with the layers of :mod:`~lcodec.synthesis.exact_int_v2_layers`, and the colour
+conversion of EXACT_INT_V1. Every activation tensor named by :func:`tensor_names` lives on a
+power-of-two grid that the file carries (its SYNTHESIS_GRIDS, one byte per tensor: a
+:class:`GridSpec`, which also says which tensors are wide, 15 bits, and which narrow, 8 bits);
+the encoder picks, per tensor, the grid of least squared rounding error among the finest that
+holds 1.5× the float decoder's largest value on the image and the next few finer ones
+(:func:`calibrate`), with the wide tensors the model's card names. :data:`WIDE` is the set
 measured for weights not fine-tuned with this rounding in the loop (``train/qat.py`` does).
 
 ```
@@ -22,14 +23,37 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from lcodec.color import ycbcr_offsets_to_rgb8
+from lcodec.container import Synthesis
 from lcodec.errors import LicError
-from lcodec.nets.cwic2_exact import KNOB_SCALE, exact_gains
-from lcodec.nets.exact8 import FRAC_MAX, IGDN8, OUT_FRAC, Conv8, Grid, norm_frac, shuffle
 from lcodec.quant import code_mask
+from lcodec.synthesis.exact_int_v1 import (
+    KNOB_SCALE,
+    REACH_CODES,
+    exact_gains,
+    exact_window,
+    has_exact_synthesis,
+    require_exact_synthesis,
+)
+from lcodec.synthesis.exact_int_v2_layers import (
+    FRAC_MAX,
+    IGDN8,
+    OUT_FRAC,
+    Conv8,
+    Grid,
+    norm_frac,
+    shuffle,
+)
+from lcodec.synthesis.registry import register_synthesis
+
+if TYPE_CHECKING:
+    from lcodec.models import LoadedModel
+    from lcodec.nets.codes import Encoded
 
 # The fuse convs' two inputs share a grid (and so a width): the luma features at 1/8, 1/4 and
 # 1/2 are wide, so the chroma features beside them are too.
@@ -62,7 +86,7 @@ class GridSpec:
 
     @classmethod
     def parse(cls, payload: bytes, refine: int) -> GridSpec:
-        """Validate grid bytes (as a file would carry them) for a network with ``refine``
+        """Validate grid bytes (as a file carries them) for a network with ``refine``
         refinement blocks."""
         names = tensor_names(refine)
         if len(payload) != len(names):
@@ -94,11 +118,11 @@ class GridSpec:
         return cls(bytes(grids[n].code() for n in names))
 
 
-class ExactSynthesis8:
-    """The candidate exact decoder of one loaded ``cwic2`` network; its layers are built per
-    (grid spec, knob) and cached. Reach: as EXACT_INT_V1 (3 code positions)."""
+class ExactIntV2:
+    """The EXACT_INT_V2 decoder of one ``cwic2`` network; its layers are built per (grid
+    spec, knob) and cached. Reach: as EXACT_INT_V1 (3 code positions)."""
 
-    reach_codes = 3
+    reach_codes = REACH_CODES
 
     def __init__(self, net: torch.nn.Module, fine: frozenset[str] = FINE) -> None:
         """``fine``: the layers with 13-bit weights (the synthesis defines them: other sets
@@ -300,3 +324,52 @@ def calibrate(net: torch.nn.Module, windows: Iterable, wide: frozenset[str] = WI
     for name, f in fracs.items():
         codes[names.index(name)] = Grid(int(f[0]), start[name].wide).code()
     return GridSpec(bytes(codes))
+
+
+def card_wide(model: LoadedModel) -> frozenset[str] | None:
+    """The tensors ``model``'s new EXACT_INT_V2 files hold in 15 bits (the encoder's choice,
+    from the card's ``synthesis`` entry ``{"exact": "exact_int_v2", "wide": [...]}``), or None
+    when the card does not opt the model into EXACT_INT_V2. Decoders read each file's choice
+    from its grids."""
+    entry = model.info.card.get("synthesis", {})
+    if not has_exact_synthesis(model) or entry.get("exact") != "exact_int_v2":
+        return None
+    return frozenset(entry.get("wide", ()))
+
+
+def decoder(model: LoadedModel) -> ExactIntV2:
+    """``model``'s EXACT_INT_V2 decoder (built on first use, kept with the model)."""
+    return model.cached("exact_int_v2", lambda: ExactIntV2(model.net))
+
+
+@register_synthesis(Synthesis.EXACT_INT_V2)
+class ExactIntV2Synthesis:
+    """EXACT_INT_V2 for the codec: the model's :class:`ExactIntV2` on the file's grids (a
+    :class:`GridSpec`, which the encoder calibrates) in the windows of EXACT_INT_V1."""
+
+    exact = True
+
+    def available(self, model: LoadedModel) -> bool:
+        return has_exact_synthesis(model)
+
+    def encodes(self, model: LoadedModel) -> bool:
+        return card_wide(model) is not None
+
+    def window(self, stride: int) -> tuple[int, int]:
+        return exact_window(stride, ExactIntV2.reach_codes)
+
+    def check(self, model: LoadedModel, grids: bytes) -> GridSpec:
+        require_exact_synthesis(model)
+        return GridSpec.parse(grids, model.config.refine)
+
+    def pixels(self, model: LoadedModel, state: GridSpec, codes: Encoded, gray: bool
+               ) -> np.ndarray:
+        rgb = decoder(model).pixels(codes.qi, codes.luma, codes.chroma, codes.knob, state, gray)
+        return rgb.cpu().numpy()
+
+    def grids_size(self, model: LoadedModel) -> int:
+        return len(tensor_names(model.config.refine))
+
+    def grids(self, model: LoadedModel, windows: Iterable[Encoded]) -> bytes:
+        wide = card_wide(model)
+        return calibrate(model.net, windows, WIDE if wide is None else wide).codes

@@ -1,0 +1,7 @@
+"""``python -m lcodec.cli``: the ``lcodec`` command."""
+
+import sys
+
+from lcodec.cli import main
+
+sys.exit(main())

@@ -1,0 +1,92 @@
+"""One file's work for ``lcodec encode`` and ``lcodec decode``: a picklable job (batch workers
+get a copy) that reads one input, calls :mod:`lcodec.api`, writes one output and returns its
+statistics, plus the line ``-v`` prints for them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+from lcodec.cli.files import check_output, input_file, read_input, write_output
+from lcodec.settings import EncodeSettings
+
+
+@dataclass(frozen=True)
+class EncodeJob:
+    """Encode one image to a `.lic` file: the encode's settings, and the CLI's ``--force``."""
+
+    settings: EncodeSettings
+    force: bool = False
+    verb: ClassVar[str] = "encode"
+
+    def __call__(self, input_path: str, output_path: str) -> dict:
+        """Encode one file; returns its statistics. Raises LcodecError on bad input."""
+        import io
+
+        from lcodec import api
+        from lcodec.imageio import load_image
+
+        check_output(output_path, self.force)
+        t0 = time.perf_counter()
+        # A file is opened by path, so its compressed bytes are not held during the encode.
+        stdin = input_path == "-"
+        source = io.BytesIO(read_input("-")) if stdin else input_file(input_path)
+        src = load_image(source, "stdin" if stdin else input_path, self.settings.alpha,
+                         self.settings.strip)
+        res = api.encode_with_stats(src, self.settings)
+        seconds = time.perf_counter() - t0
+        write_output(output_path, res.data, self.force)
+        stats = {"input": input_path, "output": output_path, "bytes": len(res.data),
+                 "bpp": round(res.bpp, 5), "knob": res.knob, "model": res.model,
+                 "width": res.width, "height": res.height, "seconds": round(seconds, 3),
+                 "notices": res.notices}
+        if res.psnr is not None:
+            stats["psnr"] = round(res.psnr, 3)
+        return stats
+
+    @staticmethod
+    def line(st: dict) -> str:
+        psnr = f", PSNR {st['psnr']:.2f} dB" if "psnr" in st else ""
+        return (f"{st['input']} -> {st['output']}: {st['bytes']} bytes, {st['bpp']:.4f} bpp"
+                f"{psnr}, model {st['model']}, knob {st['knob']:+.3f}, {st['seconds']:.2f} s")
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    """Decode one `.lic` file to an image whose format the output's extension names."""
+
+    max_pixels: int
+    device: str = "cpu"
+    force: bool = False
+    verb: ClassVar[str] = "decode"
+
+    def __call__(self, input_path: str, output_path: str) -> dict:
+        """Decode one file; returns its statistics. Raises LcodecError on bad input."""
+        from lcodec import api, container
+        from lcodec.imageio import check_format_holds, encode_image, image_format_for
+        from lcodec.pil import decoded_mode
+
+        fmt = image_format_for(output_path)
+        check_output(output_path, self.force)
+        t0 = time.perf_counter()
+        data = read_input(input_path)
+        check_format_holds(fmt, decoded_mode(*container.read_header(data, self.max_pixels)))
+        img, notices = api.decode_with_notices(data, self.device, self.max_pixels)
+        seconds = time.perf_counter() - t0
+        payload, more = encode_image(img, fmt, img.info.get("icc_profile"),
+                                     img.info.get("exif"))
+        write_output(output_path, payload, self.force)
+        w, h = img.size
+        return {"input": input_path, "output": output_path, "width": w, "height": h,
+                "mode": img.mode, "bytes": len(data), "bpp": round(len(data) * 8 / (w * h), 5),
+                "seconds": round(seconds, 3),
+                "notices": [f"{output_path}: {n}" for n in notices + more]}
+
+    @staticmethod
+    def line(st: dict) -> str:
+        return (f"{st['input']} -> {st['output']}: {st['width']}×{st['height']} {st['mode']}, "
+                f"{st['bpp']:.4f} bpp, {st['seconds']:.2f} s")
+
+
+Job = EncodeJob | DecodeJob

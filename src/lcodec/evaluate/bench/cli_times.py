@@ -1,0 +1,53 @@
+"""The command line as a user meets it: wall seconds of ``lcodec encode``/``decode`` run as
+subprocesses, and of a process that only starts up."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class CliTiming:
+    image: str
+    startup_s: float
+    encode_s: float
+    decode_s: float
+
+
+def _wall(cmd: list[str], repeat: int, env: dict[str, str]) -> float:
+    import subprocess
+
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+        best = min(best, time.perf_counter() - t0)
+    return float(best)
+
+
+def time_cli(path: Path, model_stem: str, knob: float, repeat: int, threads: int,
+             entropy: str = "auto") -> CliTiming:
+    """Wall seconds of ``lcodec encode``/``decode`` run as a user runs them, and of a
+    process that only starts up (imports torch and loads the model)."""
+    import tempfile
+
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    script = Path(sys.executable).with_name("lcodec")  # the command users run
+    py = [str(script)] if script.exists() else [sys.executable, "-m", "lcodec.cli"]
+    with tempfile.TemporaryDirectory() as tmp:
+        lic, png = str(Path(tmp) / "a.lic"), str(Path(tmp) / "a.png")
+        startup = _wall([sys.executable, "-c",
+                         "import lcodec.api, lcodec.models as m; "
+                         f"m.load(m.find({model_stem!r}), 'cpu')"], repeat, env)
+        enc = _wall([*py, "encode", str(path), lic, "--knob", str(knob), "--model",
+                     model_stem, "--entropy", entropy, "--force", "-q"], repeat, env)
+        dec = _wall([*py, "decode", lic, png, "--force", "-q"], repeat, env)
+    return CliTiming(path.name, startup, enc, dec)

@@ -1,0 +1,143 @@
+"""The v2 training loop: constant LR then a geometric decay over the last minutes, periodic
+validation and checkpoints, and the guards (clipping, skipped non-finite steps, roll-back on
+a loss spike)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from lcodec.color import rgb_to_ycbcr
+from lcodec.train.v2.objective import decoder_loss, rd_loss, smooth_crops
+from lcodec.train.v2.run import Run
+from lcodec.train.v2.validation import validate
+
+
+def _opt(value: float | None) -> str:
+    return "" if value is None else f"{value:.5f}"
+
+
+def warmup(steps: int, over: int) -> float:
+    """The LR factor ``steps`` steps after the optimizer started afresh: linear from
+    1/``over`` to 1 (Adam's first steps are full-size whatever the gradient's scale, which
+    shook a converged model started from shipped weights with LR 1e-4: docs/training.md)."""
+    return 1.0 if over <= 0 else min(1.0, (steps + 1) / over)
+
+
+def set_threads(run: Path, default: int) -> None:
+    """Use the thread count in ``RUN/threads`` when there is one (so a long run can yield a
+    core to other work without stopping), else ``default``."""
+    f = run / "threads"
+    try:
+        n = int(f.read_text()) if f.exists() else default
+    except ValueError:
+        n = default
+    if n >= 1 and n != torch.get_num_threads():
+        torch.set_num_threads(n)
+        print(f"threads: {n}", flush=True)
+
+
+def log_validation(run: Run, vlog) -> None:
+    """Validate and write one row per knob to ``val.csv`` (through ``vlog``)."""
+    wide = frozenset(run.cfg.qat_wide) if run.cfg.qat else None
+    for row in validate(run.net, run.val, wide):
+        extra = [] if wide is None else [f"{row['psnr_qat']:.3f}"]
+        vlog.writerow([run.step, f"{run.cpu_s / 3600:.4f}", row["knob"],
+                       f"{row['bpp']:.4f}", f"{row['psnr']:.3f}", f"{row['coded']:.3f}",
+                       _opt(row["msssim"]), *extra])
+
+
+def train(run: Run, budget_min: float, decay_min: float, max_steps: int | None = None) -> None:
+    """Train (or resume) ``run`` for ``budget_min`` minutes of wall time (the last
+    ``decay_min`` decaying the LR), or until the run has made ``max_steps`` steps in all."""
+    cfg = run.cfg
+    torch.set_num_threads(cfg.threads)
+    run.resume()
+    start, cpu0 = time.time(), time.process_time()
+    wall0, cpus0 = run.wall_s, run.cpu_s
+    budget, decay = budget_min * 60, min(decay_min, budget_min) * 60
+    last_val = -1e9
+    ema, ema_ckpt, bad = None, None, 0
+    logf = open(run.out / "log.csv", "a", newline="")  # noqa: SIM115
+    log = csv.writer(logf)
+    valf = open(run.out / "val.csv", "a", newline="")  # noqa: SIM115
+    vlog = csv.writer(valf)
+    phase = "constant"
+    while True:
+        el = time.time() - start
+        run.wall_s = wall0 + el
+        run.cpu_s = cpus0 + time.process_time() - cpu0
+        if el >= budget or (max_steps is not None and run.step >= max_steps):
+            break
+        if el >= budget - decay and phase == "constant":
+            run.save("stable.ckpt", "constant")
+            phase = "decay"
+        frac = 0.0 if phase == "constant" else (el - (budget - decay)) / max(decay, 1)
+        lr = cfg.lr * run.lr_scale * (cfg.lr_final / cfg.lr) ** min(1.0, frac)
+        lr *= warmup(run.step - run.fresh_from, cfg.warmup_steps)
+        for g in run.opt.param_groups:
+            g["lr"] = lr
+        if el - last_val >= cfg.val_minutes * 60 or run.step == 0:
+            log_validation(run, vlog)
+            valf.flush()
+            last_val = time.time() - start  # from its end: a slow one is not repeated at once
+        if run.step % 50 == 0:
+            set_threads(run.out, cfg.threads)
+        rgb = run.batch()
+        dist_weight = None
+        if cfg.flat_fraction > 0:
+            pick = torch.rand(cfg.batch) < cfg.flat_fraction
+            if pick.any():
+                rgb[pick] = smooth_crops(int(pick.sum()), cfg.crop)
+                if cfg.flat_weight != 1.0:
+                    dist_weight = 1.0 + (cfg.flat_weight - 1.0) * pick.float()
+        x = rgb_to_ycbcr(rgb)
+        lo, hi = cfg.knob_range
+        knob = lo + (hi - lo) * torch.rand(cfg.batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=run.amp):
+            if cfg.train_part == "decoder":
+                loss, stats = decoder_loss(run.net, x, knob, cfg, dist_weight)
+            else:
+                loss, stats = rd_loss(run.net, x, knob, cfg,
+                                      decoder_noise=cfg.decoder_noise and phase == "constant",
+                                      dist_weight=dist_weight)
+        run.opt.zero_grad(set_to_none=True)
+        if not math.isfinite(stats["loss"]):
+            bad += 1
+        else:
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(run.net.parameters(), cfg.clip)
+            if math.isfinite(float(gn)):
+                run.opt.step()
+                bad = 0
+            else:
+                bad += 1
+        run.step += 1
+        if math.isfinite(stats["loss"]):
+            ema = stats["loss"] if ema is None else 0.99 * ema + 0.01 * stats["loss"]
+        spike = ema_ckpt is not None and ema is not None and ema > 3 * ema_ckpt
+        if (bad > 20 or (spike and run.step % 50 == 0)) and (run.out / "last.ckpt").exists():
+            print(f"step {run.step}: loss spike or NaN (ema {ema}), rolling back", flush=True)
+            run.load(run.out / "last.ckpt")
+            run.lr_scale *= 0.5
+            ema, bad = None, 0
+            continue
+        if run.step % 50 == 0:
+            log.writerow([run.step, f"{run.wall_s:.1f}", f"{run.cpu_s:.1f}", f"{lr:.2e}",
+                          *(f"{stats[k]:.5f}" for k in ("loss", "bpp", "dist", "coded"))])
+            logf.flush()
+        if run.step % cfg.ckpt_every == 0:
+            run.save("last.ckpt", phase)
+            ema_ckpt = ema
+            print(f"step {run.step} {run.cpu_s / 3600:.3f} CPU-h lr {lr:.1e} "
+                  f"loss {ema:.4f}", flush=True)
+    log_validation(run, vlog)
+    run.save("last.ckpt", phase)
+    logf.close()
+    valf.close()
+    print(f"done: step {run.step}, {run.wall_s / 3600:.2f} h wall, "
+          f"{run.cpu_s / 3600:.2f} CPU-h", flush=True)
