@@ -190,9 +190,10 @@ def test_eval_end_to_end_writes_csv_curves_bdrates_plots_and_markdown(
     _eval([*map(str, two_images), "--codecs", "jpeg,webp,lcodec", "--out", str(out),
            "--crops", "--threads", "1", "-q"])
     rows = list(csv.DictReader((out / "per_image.csv").open()))
-    from lcodec import codec, models
+    from lcodec import models
+    from lcodec.encoder.analysis import coder_for_encoding
 
-    own = codec.coder_for_encoding(models.load(models.find()), "auto").method.name
+    own = coder_for_encoding(models.load(models.find()), "auto").method.name
     # a TCAE-coded lcodec also gets its static-table companion rows
     want = {"jpeg", "webp", "lcodec"} | ({"lcodec-static"} if own != "STATIC_CONTEXT_V1"
                                           else set())
@@ -238,12 +239,13 @@ def test_a_tcae_sweep_also_measures_the_static_tables_on_the_same_symbols(crop_p
                                                                          monkeypatch):
     """With a TCAE as the method, each knob also gets a real static-table file: the same
     pixels (hence the same scores), its own bytes."""
-    from lcodec import codec, models
+    from lcodec import models
     from lcodec.container import EntropyMethod
+    from lcodec.encoder import analysis
     from lcodec.entropy import methods
     from lcodec.evaluate import runner
 
-    monkeypatch.setattr(codec, "coder_for_encoding", lambda m, e="auto": methods.coder_for(
+    monkeypatch.setattr(analysis, "coder_for_encoding", lambda m, e="auto": methods.coder_for(
         EntropyMethod.INCLINED_TCAE_V1, m))
     assert models.load(models.find("lite-mse")).tcae is not None
     rows, _ = runner.sweep_lcodec(crop_path, "lite-mse", knobs=(-0.3, 0.3))

@@ -5,8 +5,9 @@
 
 For each image (default: the Kodak folder ``../shared/data/kodak`` beside the checkout) it
 times one lcodec encode and one decode, split into stages. The entropy method is the one
-``encoder.analyse(…, entropy=--entropy)`` picks (auto: the method the model's card records as
-coding its symbols smaller, see ``codec.coder_for_encoding``); it is printed with each table.
+``encoder.analyse(…, entropy=--entropy)`` picks (auto: the method the model's card records
+as coding its symbols smaller, see ``encoder.analysis.coder_for_encoding``); it is printed
+with each table.
 
 encode
   network      RGB → tensor, padding, RGB→YCbCr, encoder networks (``encoder.analyse``),

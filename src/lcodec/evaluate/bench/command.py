@@ -37,10 +37,11 @@ def _images(paths: list[str]) -> list[Path]:
 def run(args: argparse.Namespace, out=print) -> None:
     import torch
 
-    from lcodec import api, codec, encoder, models
+    from lcodec import api, encoder, models
+    from lcodec.encoder.analysis import coder_for_encoding
+    from lcodec.encoder.rate import fit_analysis
     from lcodec.evaluate import baselines
     from lcodec.imageio import load_image
-    from lcodec.ratecontrol import fit_budget, fit_budget_two_stage
 
     images = _images(args.images)[: args.limit or None]
     if args.threads:
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace, out=print) -> None:
         if reason:
             raise LcodecError(reason)
     info = models.find(args.model)
-    coder = codec.coder_for_encoding(models.load(info, "cpu"), args.entropy)  # fails early
+    coder = coder_for_encoding(models.load(info, "cpu"), args.entropy)  # fails early
     ent = coder.method.name
     if any(coder.entropy_id):
         ent += f" {coder.entropy_id.hex()}"
@@ -72,14 +73,11 @@ def run(args: argparse.Namespace, out=print) -> None:
         loaded = models.load(info, device)
         knobs = {}
         if args.bpp is not None:  # untimed: the knob that meets the budget on each image
-            for p in images:  # (the search of api.encode_full)
+            for p in images:  # (the networks' search of the encoder, encoder.rate)
                 src = load_image(p, str(p))
                 budget = int(args.bpp * src.width * src.height / 8)
                 a = encoder.analyse(loaded, src, args.entropy)
-                if a.coder.cheap:
-                    knobs[p] = fit_budget(a.encode, budget).knob
-                else:
-                    knobs[p] = fit_budget_two_stage(a.encode_static, a.encode, budget).knob
+                knobs[p] = fit_analysis(a, budget).knob
         time_lcodec(images[0], loaded, knobs.get(images[0], args.knob), device, 1,
                     args.entropy)  # warm-up
         rows = [time_lcodec(p, loaded, knobs.get(p, args.knob), device, args.repeat,
