@@ -107,9 +107,9 @@ class ImageAnalysis:
                timer: Timer = untimed) -> bytes:
         """The complete `.lic` file at ``knob`` (networks only, no correction layer), packed
         once; ``coder`` and ``timer`` as :meth:`draft`."""
-        final = self.final(self.draft(knob, coder, timer))
-        with timer("container"):
-            return container.pack(final.lic)
+        draft = self.draft(knob, coder, timer)
+        with timer("container"):  # the synthesis grids (a float decode), then the framing
+            return container.pack(self.final(draft).lic)
 
     def encode_static(self, knob: float) -> bytes:
         """:meth:`encode` with the static context tables."""
