@@ -125,9 +125,13 @@ class IntLayer:
 
 @dataclass
 class _State:
-    """Working arrays of one cuboid: layout, input and side classes, ring-buffer caches."""
+    """Working arrays of one call on one cuboid: layout, tap offsets, input and side classes,
+    ring-buffer caches. Everything a call changes lives here, never on the shared model."""
 
     lay: Layout
+    off0: np.ndarray  # first-layer tap offsets in the padded grid
+    offh: np.ndarray  # hidden-layer tap offsets
+    offs: np.ndarray  # side-input tap offsets
     cls_flat: np.ndarray
     side_flat: np.ndarray | None
     caches: list
@@ -223,13 +227,13 @@ class IntTcae:
             bs, be = int(b[t0]), max(int(b[t1]), e)
             acc = np.take(st.bias0, lay.k[bs:be], axis=0)
             if self.side is not None and st.side_flat is not None:
-                cls = np.take(st.side_flat, lay.base[bs:be, None] + self._offs)
+                cls = np.take(st.side_flat, lay.base[bs:be, None] + st.offs)
                 acc = acc + np.take(self._ts, cls + self._ts_row, axis=0).sum(1)
             st.pre, st.pre_start = acc.astype(np.float64), bs
         return st.pre[s - st.pre_start : e - st.pre_start]
 
     def _first_rows(self, st: _State, s: int, e: int) -> np.ndarray:
-        cls = np.take(st.cls_flat, st.lay.base[s:e, None] + self._off0)
+        cls = np.take(st.cls_flat, st.lay.base[s:e, None] + st.off0)
         idx = cls + self._t0_row
         if self.cfg.embed:  # table of input channel k' = k + dk (outside: the zero class)
             kk = np.clip(st.lay.k[s:e, None] + self._t0_dk, 0, self.cfg.channels - 1)
@@ -254,7 +258,7 @@ class IntTcae:
         """
         lay, c = st.lay, st.caches
         m = e - s
-        nbr = np.take(lay.rowmap, lay.base[s:e, None] + self._offh)
+        nbr = np.take(lay.rowmap, lay.base[s:e, None] + st.offh)
         bias = np.take(self._bias_all, lay.k[s:e], axis=0)  # every layer's bias, one gather
         slots = lay.slots(s, e)
         c[0][slots] = self._first_rows(st, s, e)
@@ -276,16 +280,15 @@ class IntTcae:
         if not 0 <= bucket < len(self._bias0):
             raise ValueError(f"knob bucket {bucket} out of range")
         lay = Layout(cfg, active, _CHUNK)
-        self._off0 = lay.offsets(self.taps0)
-        self._offh = lay.offsets(self.taps)
-        self._offs = lay.offsets(self.staps)
         cls_flat = lay.grid(0 if cls is None else cls, cfg.in_classes)
         side_flat = None
         if cfg.side_classes:
             side_flat = lay.grid(combined_side(active, cfg, luma_class), cfg.side_count)
         caches = [np.zeros((lay.window + 1, cfg.groups), np.float32)
                   for _ in range(self.depth - 1)]
-        return _State(lay, cls_flat, side_flat, caches, self._bias0[bucket])
+        return _State(lay, lay.offsets(self.taps0), lay.offsets(self.taps),
+                      lay.offsets(self.staps), cls_flat, side_flat, caches,
+                      self._bias0[bucket])
 
     # -- public entry points --
 

@@ -20,6 +20,7 @@ chroma likewise, fuse convs on [x, f8 | f4 | f2] ─► ĉ (2**-16) ─► RGB a
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -239,43 +240,68 @@ def least_error_fracs(start: dict[str, torch.Tensor], errors: dict[str, torch.Te
     return {n: f.clamp(max=FRAC_MAX) for n, f in fracs.items()}
 
 
+_PROBE = threading.local()  # .visit: this thread's visitor while it runs _visit
+_PROBE_LOCK = threading.Lock()
+
+
+def _report(name: str, t: torch.Tensor) -> None:
+    visit = getattr(_PROBE, "visit", None)
+    if visit is not None:
+        visit(name, t)
+
+
+def _install_probes(net: torch.nn.Module) -> None:
+    """Forward hooks on ``net``'s decoder, installed once per network, that hand every tensor
+    of :func:`tensor_names` to the calling thread's visitor (none outside :func:`_visit`).
+
+    Hooks live on the network, which a loaded model shares across threads: installed once and
+    never removed, they report only to the thread whose decode produced the tensor, so
+    concurrent encodes and decodes never see each other's values."""
+    with _PROBE_LOCK:
+        if getattr(net, "_grid_probes", False):
+            return
+
+        def on(module: torch.nn.Module, fn) -> None:
+            module.register_forward_hook(fn)
+
+        def gdn_hook(prefix: str, level: str, out_name: str):
+            def fn(m: torch.nn.Module, inp, out) -> None:  # a GDN
+                if getattr(_PROBE, "visit", None) is None:
+                    return
+                x = inp[0].float()
+                ch = x.shape[1]
+                norm = torch.nn.functional.conv2d(x.abs(), m.gamma.abs().view(ch, ch, 1, 1),
+                                                  m.beta.abs())
+                _report(f"{prefix}.in{level}", x)
+                _report(f"{prefix}.norm{level}", norm)
+                _report(out_name, out)
+            return fn
+
+        ld, cd = net.luma_dec, net.chroma_dec
+        on(ld.s8[1], gdn_hook("y", "8", "y.f8"))
+        on(ld.s4[1], gdn_hook("y", "4", "y.f4"))
+        on(ld.s2[1], gdn_hook("y", "2", "y.f2"))
+        for i, block in enumerate(ld.refine):
+            on(block.a, lambda m, i_, o, i=i: _report(f"y.r{i}", o.clamp_min(0)))
+            on(block, lambda m, i_, o: _report("y.f2", o))
+        on(cd.s8[1], gdn_hook("c", "8", "c.x8"))
+        on(cd.s4[1], gdn_hook("c", "4", "c.x4"))
+        on(cd.s2[1], gdn_hook("c", "2", "c.x2"))
+        for level in ("8", "4", "2"):
+            on(getattr(cd, f"fuse{level}"), lambda m, i_, o, lv=level: _report(f"c.fuse{lv}", o))
+        net._grid_probes = True
+
+
 def _visit(net: torch.nn.Module, windows: list, visit) -> None:
     """Run the float decoder on ``windows``, calling ``visit(name, tensor)`` for every tensor
     of :func:`tensor_names` it computes (``y.f2`` once per refinement block and before)."""
-    hooks = []
-
-    def on(module, fn) -> None:
-        hooks.append(module.register_forward_hook(fn))
-
-    def gdn_hook(prefix: str, level: str, out_name: str):
-        def fn(m: torch.nn.Module, inp, out) -> None:  # a GDN
-            x = inp[0].float()
-            ch = x.shape[1]
-            norm = torch.nn.functional.conv2d(x.abs(), m.gamma.abs().view(ch, ch, 1, 1),
-                                              m.beta.abs())
-            visit(f"{prefix}.in{level}", x)
-            visit(f"{prefix}.norm{level}", norm)
-            visit(out_name, out)
-        return fn
-
-    ld, cd = net.luma_dec, net.chroma_dec
-    on(ld.s8[1], gdn_hook("y", "8", "y.f8"))
-    on(ld.s4[1], gdn_hook("y", "4", "y.f4"))
-    on(ld.s2[1], gdn_hook("y", "2", "y.f2"))
-    for i, block in enumerate(ld.refine):
-        on(block.a, lambda m, i_, o, i=i: visit(f"y.r{i}", o.clamp_min(0)))
-        on(block, lambda m, i_, o: visit("y.f2", o))
-    on(cd.s8[1], gdn_hook("c", "8", "c.x8"))
-    on(cd.s4[1], gdn_hook("c", "4", "c.x4"))
-    on(cd.s2[1], gdn_hook("c", "2", "c.x2"))
-    for level in ("8", "4", "2"):
-        on(getattr(cd, f"fuse{level}"), lambda m, i_, o, lv=level: visit(f"c.fuse{lv}", o))
+    _install_probes(net)
+    _PROBE.visit = visit
     try:
         for win in windows:
             net.decompress(win)
     finally:
-        for h in hooks:
-            h.remove()
+        _PROBE.visit = None
 
 
 @torch.no_grad()
