@@ -17,10 +17,11 @@ state where the decay began, and the next call resumes from it (the decayed stat
 export only). Guards: gradients are clipped, non-finite steps are skipped, and a loss spike
 (EMA over 3× its value at the last checkpoint) rolls back to that checkpoint with half the
 LR. ``log.csv`` logs training (step, wall s, CPU s, LR, loss, bpp, distortion, coded
-fraction, every 50 steps), ``val.csv`` the held-out validation (step, CPU-hours, knob,
-estimated bpp, PSNR, coded fraction, MS-SSIM, and for ``qat`` runs the PSNR through the
-quantization-aware decoder); neither has a header row. ``RUN_DIR/threads``, when present,
-sets the thread count while the run goes on.
+fraction, every ``log_every`` steps, 50 by default), ``val.csv`` the held-out validation
+(step, CPU-hours, knob, estimated bpp, PSNR, coded fraction, MS-SSIM, and for ``qat`` runs
+the PSNR through the quantization-aware decoder); neither has a header row.
+``RUN_DIR/threads``, when present, sets the thread count (of each process) while the run
+goes on.
 
 Decoder-only runs (``train_part: decoder``, :mod:`lcodec.train.qat`): the encoder, importance
 head, encoder gains and priors are frozen, so every image keeps the symbols (and the files,
@@ -28,7 +29,14 @@ entropy tables and TCAE) of the model the run starts from; the loss is the disto
 alone (bpp and coded fraction log as 0). With ``qat`` the decoder trains through the rounding
 of the candidate 8-bit exact synthesis.
 
+Data parallel: ``torchrun --standalone --nproc_per_node N -m lcodec.train RUN_DIR …`` trains
+on N CPU processes (DistributedDataParallel over gloo); every rank draws the global batch of
+``batch`` crops and trains on its slice, so N ranks compute what one process with the same
+config computes (within float rounding), rank 0 alone validates, logs and checkpoints, and a
+checkpoint resumes on any N that divides ``batch`` (:mod:`.distributed`).
+
 One module per job: :mod:`.config` (the run's settings), :mod:`.objective` (the losses),
 :mod:`.validation` (held-out scores), :mod:`.run` (the run folder: data, network,
-checkpoints), :mod:`.loop` (the training loop) and :mod:`.cli` (the command).
+checkpoints), :mod:`.loop` (the training loop), :mod:`.distributed` (the ranks of a
+``torchrun``) and :mod:`.cli` (the command).
 """

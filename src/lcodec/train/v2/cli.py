@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from lcodec.train import v2
 from lcodec.train.v2.config import RDConfig
+from lcodec.train.v2.distributed import setup, teardown
 from lcodec.train.v2.loop import train
 from lcodec.train.v2.run import Run
 
@@ -28,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     own = args.run / "config.json"
     src = args.config or (own if own.exists() else Path("configs/v2-mse.json"))
     cfg = RDConfig.load(src)
-    if not own.exists():
+    shard = setup(cfg.batch)  # under torchrun: one rank of several (lcodec.train.v2.distributed)
+    if not shard.main:  # only rank 0 prints; errors still reach stderr
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    elif not own.exists():
         own.write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    train(Run(args.run, cfg), args.budget_minutes, args.decay_minutes, args.max_steps)
+    train(Run(args.run, cfg), args.budget_minutes, args.decay_minutes, args.max_steps, shard)
+    teardown(shard)
     return 0

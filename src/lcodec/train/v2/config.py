@@ -24,6 +24,7 @@ class RDConfig:
     val_crop: int = 256
     val_minutes: float = 10.0
     ckpt_every: int = 250
+    log_every: int = 50  # a row of log.csv every this many steps
     seed: int = 0
     threads: int = 2
     amp: bool = True  # bf16 autocast for the convs, where the CPU has native bf16 (else fp32)

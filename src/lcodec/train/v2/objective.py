@@ -105,3 +105,22 @@ def decoder_loss(net: CWIC2, x: torch.Tensor, knob: torch.Tensor, cfg: RDConfig,
     stats = {"loss": float(loss.detach()), "bpp": 0.0, "dist": float(dist.detach().mean()),
              "coded": 0.0}
     return loss, stats
+
+
+class Objective(torch.nn.Module):
+    """The run's loss as a module, so that DistributedDataParallel can wrap it: ``forward(x,
+    knob, decoder_noise, dist_weight)`` gives :func:`rd_loss`, or for a decoder-only run
+    :func:`decoder_loss` (which has no decoder noise)."""
+
+    def __init__(self, net: CWIC2, cfg: RDConfig) -> None:
+        super().__init__()
+        self.net = net
+        self.cfg = cfg
+
+    def forward(self, x: torch.Tensor, knob: torch.Tensor, decoder_noise: bool = False,
+                dist_weight: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        if self.cfg.train_part == "decoder":
+            return decoder_loss(self.net, x, knob, self.cfg, dist_weight)
+        return rd_loss(self.net, x, knob, self.cfg, decoder_noise=decoder_noise,
+                       dist_weight=dist_weight)
