@@ -15,11 +15,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from demo_vs_jpeg import jpeg_at_most
+from demo_compare import largest_within
 from PIL import Image
 
 from lcodec import api
 from lcodec.evaluate.artefacts import grid_peak_ratio
+from lcodec.evaluate.baselines import BASELINES
 from lcodec.evaluate.images import centre_crop, load_source
 from lcodec.evaluate.report import contact_sheet
 from lcodec.metrics import psnr
@@ -42,17 +43,17 @@ def main(argv: list[str]) -> int:
     o8, o16 = grid_peak_ratio(rgb, 8), grid_peak_ratio(rgb, 16)
     print(f"| original | | | {o8[0]:.2f} / {o8[1]:.2f} | {o16[0]:.2f} / {o16[1]:.2f} |")
     tiles = [("original", centre_crop(rgb))]
-    files = [("lite-mse (v1), --bpp 0.25", dict(bpp=0.25, model="lite-mse")),
+    files = [("lite-mse (v1), --bpp 0.25", dict(bpp=0.25, model="lite-mse-fcf1326f70791116")),
              ("v2-mse, --bpp 0.1", dict(bpp=0.1)), ("v2-mse, --bpp 0.25", dict(bpp=0.25))]
     for name, options in files:
         data = api.encode(rgb, **options)
         dec = api.decode_array(data)
         tiles.append((describe(name, rgb, dec, len(data)), centre_crop(dec)))
-    fit = jpeg_at_most(Image.fromarray(rgb), len(data))
+    fit = largest_within(BASELINES["jpeg"], rgb, len(data))
     assert fit is not None, "no JPEG quality fits the 0.25 bpp file"
     quality, jpeg = fit
     dec = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
-    tiles.append((describe(f"JPEG q{quality}, same size", rgb, dec, len(jpeg)), centre_crop(dec)))
+    tiles.append((describe(f"JPEG q{quality:g}, same size", rgb, dec, len(jpeg)), centre_crop(dec)))
     out.parent.mkdir(parents=True, exist_ok=True)
     contact_sheet(tiles).save(out, optimize=True)
     print(f"\nwrote {out}")

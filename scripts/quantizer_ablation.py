@@ -25,8 +25,7 @@ import torch
 def quantization_error(name: str, folder: Path) -> tuple[float, float]:
     """Mean squared quantization error of the luma and chroma codes over the images."""
     from lcodec import encoder, models
-    from lcodec.imageio import load_image
-    from lcodec.train.data import list_images
+    from lcodec.imageio import list_images, load_image
 
     loaded = models.load(models.find(name))
     net = loaded.net

@@ -82,6 +82,7 @@ def structured_seed_files() -> list[bytes]:
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     with_meta = api.as_source(im)
     with_meta.icc, with_meta.exif = icc, exif.tobytes()
+    with_meta.xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
     rgba = im.convert("RGBA")
     rgba.putalpha(Image.fromarray(rgb[..., 0]))
     out = [api.encode(with_meta, knob=0.2), api.encode(rgba, knob=0.0),
@@ -117,8 +118,8 @@ def _mutate_metadata(p: bytes, rng: np.random.Generator) -> bytes:
         records = sidecar.unpack_metadata(p)
     except LcodecError:
         records = {}
-    icc, exif = records.get("icc"), records.get("exif")
-    op = rng.integers(6)
+    icc, exif, xmp = records.get("icc"), records.get("exif"), records.get("xmp")
+    op = rng.integers(7)
     if op == 0 and exif:  # flip bytes inside the EXIF block
         b = bytearray(exif)
         for _ in range(rng.integers(1, 6)):
@@ -135,13 +136,17 @@ def _mutate_metadata(p: bytes, rng: np.random.Generator) -> bytes:
     elif op == 3:
         icc = rng.bytes(int(rng.integers(0, 300)))
     elif op == 4:  # a record whose kind or length is wrong
-        blob = sidecar.pack_metadata(icc, exif) or b"\x02\x04\x00\x00\x00abcd"
+        blob = sidecar.pack_metadata(icc, exif, xmp) or b"\x02\x04\x00\x00\x00abcd"
         b = bytearray(blob)
         b[int(rng.integers(min(len(b), 5)))] = int(rng.integers(256))
         return bytes(b)
+    elif op == 5:  # an XMP packet of any bytes (UTF-8 or not), or XML-looking text
+        xmp = rng.bytes(int(rng.integers(0, 200))) if rng.random() < 0.5 else (
+            b"<x:xmpmeta>" + bytes(rng.integers(32, 127, int(rng.integers(0, 120)),
+                                                dtype=np.uint8)))
     else:
         exif = rng.bytes(int(rng.integers(0, 80)))
-    return sidecar.pack_metadata(icc, exif)
+    return sidecar.pack_metadata(icc, exif, xmp)
 
 
 def _mutate_alpha(p: bytes, rng: np.random.Generator) -> bytes:
@@ -246,7 +251,7 @@ def decode_and_write(data: bytes, rng: np.random.Generator) -> None:
     fmt = WRITE_FORMATS[rng.integers(len(WRITE_FORMATS))]
     if fmt == "JPEG" and im.mode in ("RGBA", "LA"):
         fmt = "PNG"
-    encode_image(im, fmt, im.info.get("icc_profile"), im.info.get("exif"))
+    encode_image(im, fmt, im.info.get("icc_profile"), im.info.get("exif"), im.info.get("xmp"))
 
 
 def run(cases: int, seed: int = 0, max_seconds: float = 2.0, max_rss_mb: float = 3000,

@@ -117,3 +117,111 @@ def test_a_stop_signal_stops_the_batch_workers_and_leaves_no_partial_file(
     assert sorted(p.name for p in out.iterdir()) == done, "outputs appeared after the exit"
     assert all(name.endswith(".lic") and not name.startswith(".") for name in done), done
     assert 0 < len(done) < 16
+
+
+GOLDEN = Path(__file__).parent / "golden"
+SMALL_LICS = ["v1.3-v2-mse-fffc224b-static-rgb-odd.lic", "v1.3-v2-mse-fffc224b-static-gray-odd.lic"]
+
+
+def _lic_folder(folder: Path) -> list[Path]:
+    """Two small golden files copied into ``folder`` (77×45: quick to decode)."""
+    folder.mkdir()
+    for name in SMALL_LICS:
+        shutil.copy(GOLDEN / name, folder / name)
+    return sorted(folder.iterdir())
+
+
+def test_batch_decode_of_a_folder_with_one_truncated_file_names_it_and_decodes_the_others(
+        tmp_path, capsys) -> None:
+    lics = _lic_folder(tmp_path / "lic")
+    broken = tmp_path / "lic" / "broken.lic"
+    broken.write_bytes(lics[0].read_bytes()[:120])
+    out = tmp_path / "png"
+    code = main(["decode", *sorted(str(p) for p in broken.parent.iterdir()), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1
+    errors = [ln for ln in err.splitlines() if ln.startswith("Error:")]
+    assert errors == [ln for ln in errors if ln.startswith(f"Error: {broken}: truncated")]
+    assert len(errors) == 1, err
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.stem + ".png" for p in lics)
+    assert "decoded 2 of 3 files (1 failed)" in err
+
+
+def test_non_terminal_batch_output_is_one_line_per_file_and_a_summary(tmp_path,
+                                                                       capsys) -> None:
+    lics = _lic_folder(tmp_path / "lic")
+    assert main(["decode", *(str(p) for p in lics), "-o", str(tmp_path / "png")]) == 0
+    lines = capsys.readouterr().err.split("\n")
+    assert lines[-1] == ""  # the text ends with a newline, and has no blank line inside
+    lines = lines[:-1]
+    assert len(lines) == len(lics) + 1 and all(ln.strip() for ln in lines), lines
+    for lic, line in zip(lics, lines, strict=False):
+        assert line.startswith(f"{lic} -> {tmp_path / 'png' / lic.stem}.png: 77×45 ")
+    assert lines[-1].startswith("decoded 2 of 2 files (0 failed)")
+
+
+def test_a_rerun_with_skip_existing_encodes_nothing_new(tmp_path, crop_path, odd_path, capsys,
+                                                        monkeypatch) -> None:
+    from lcodec import api
+
+    out = tmp_path / "o"
+    args = ["encode", str(crop_path), str(odd_path), "-o", str(out), "--knob", "0",
+            "--no-correction"]
+    assert main([*args, "-q"]) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    monkeypatch.setattr(api, "encode_with_stats", lambda *a, **k: pytest.fail("encoded"))
+    capsys.readouterr()
+    assert main([*args, "--skip-existing"]) == 0
+    err = capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert "encoded 0 of 2 files (2 skipped, 0 failed)" in err
+    assert err.count("skipped, the output exists") == 2
+    (out / "kodim05_odd.lic").write_bytes(b"half a file")  # not a .lic: not skipped
+    assert main([*args, "--skip-existing", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert f"{out / 'kodim05_odd.lic'} exists but is not a valid .lic file" in err
+
+
+def test_a_decode_rerun_with_skip_existing_decodes_nothing(tmp_path, capsys,
+                                                           monkeypatch) -> None:
+    from lcodec import api
+
+    lics = _lic_folder(tmp_path / "lic")
+    out = tmp_path / "png"
+    assert main(["decode", *(str(p) for p in lics), "-o", str(out), "-q"]) == 0
+    monkeypatch.setattr(api, "decode_full", lambda *a, **k: pytest.fail("decoded"))
+    assert main(["decode", *(str(p) for p in lics), "-o", str(out), "--skip-existing"]) == 0
+    assert "decoded 0 of 2 files (2 skipped, 0 failed)" in capsys.readouterr().err
+    single = out / f"{lics[0].stem}.png"
+    assert main(["decode", str(lics[0]), str(single), "--skip-existing"]) == 0
+    assert "skipped" in capsys.readouterr().err
+
+
+def test_threads_sets_the_torch_threads_of_each_file_and_restores_them(tmp_path,
+                                                                       monkeypatch) -> None:
+    import torch
+
+    from lcodec.cli.jobs import DecodeJob
+
+    seen = []
+    real = DecodeJob.__call__
+
+    def call(self, src, dst):
+        seen.append(torch.get_num_threads())
+        return real(self, src, dst)
+
+    monkeypatch.setattr(DecodeJob, "__call__", call)
+    lics = _lic_folder(tmp_path / "lic")
+    before = torch.get_num_threads()
+    assert main(["decode", *(str(p) for p in lics), "-o", str(tmp_path / "o"), "--threads",
+                 "1", "-q"]) == 0
+    assert main(["decode", str(lics[0]), str(tmp_path / "one.png"), "--threads", "1"]) == 0
+    assert seen == [1, 1, 1] and torch.get_num_threads() == before
+
+
+def test_more_threads_than_cores_get_a_notice(tmp_path, capsys) -> None:
+    lics = _lic_folder(tmp_path / "lic")
+    threads = str((os.cpu_count() or 1) + 1)
+    assert main(["decode", *(str(p) for p in lics), "-o", str(tmp_path / "o"), "--threads",
+                 threads]) == 0
+    assert f"--threads {threads} runs" in capsys.readouterr().err

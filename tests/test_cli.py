@@ -12,7 +12,7 @@ import pytest
 
 from lcodec.cli import main
 
-SUBCOMMANDS = ["encode", "decode", "info", "models"]
+SUBCOMMANDS = ["encode", "decode", "info", "models", "hash", "check"]
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -34,9 +34,9 @@ def test_every_subcommand_has_help(sub, capsys) -> None:
     assert code == 0 and "Usage:" in out
 
 
-def test_help_and_info_do_not_import_torch(lic_file) -> None:
+def test_help_info_and_models_do_not_import_torch(lic_file) -> None:
     code = ("import sys; from lcodec.cli import main; "
-            f"main(['info', {str(lic_file)!r}]); main(['--help']); "
+            f"main(['info', {str(lic_file)!r}]); main(['--help']); main(['models', '--all']); "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
@@ -97,6 +97,7 @@ def test_bad_encode_inputs_fail_with_one_line(case, tmp_path, capsys) -> None:
     before = set(os.listdir(tmp_path))
     code, _, err = run(["encode", str(src), str(tmp_path / "out.lic")], capsys)
     _assert_clean_failure(code, err, tmp_path, before)
+    assert str(src) in err  # the error names its file
 
 
 @pytest.mark.parametrize("case", ["truncated", "flipped", "empty", "not-lic", "missing"])
@@ -114,6 +115,7 @@ def test_bad_lic_files_fail_with_one_line(case, tmp_path, lic_file, capsys) -> N
     before = set(os.listdir(tmp_path))
     code, _, err = run(["decode", str(bad), str(tmp_path / "out.png")], capsys)
     _assert_clean_failure(code, err, tmp_path, before)
+    assert err.startswith(f"Error: {bad}")  # the error names its file
     code, _, err = run(["info", str(bad)], capsys)
     assert code == 1 and err.startswith("Error:") and err.count("\n") == 1
 
@@ -377,3 +379,152 @@ def test_conflicting_encode_options_are_one_error_before_any_file(
     code, _, err = run(["encode", str(crop_path), *out, "--bpp", "0.5", "--knob", "0"], capsys)
     assert code == 1 and err.count("\n") == 1 and "at most one" in err, err
     assert list(tmp_path.rglob("*.lic")) == []
+
+
+def test_models_lists_what_encodes_and_all_adds_the_decode_only_models(capsys) -> None:
+    from lcodec import models
+
+    code, out, _ = run(["models"], capsys)
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert code == 0 and out.startswith("name")
+    assert [r[0] for r in rows] == [m.name for m in models.listing()]
+    assert rows[0][0] == models.DEFAULT_MODEL and out.splitlines()[1].endswith("(default)")
+    assert not {"lite-mse", "mse"} & {r[0] for r in rows}  # v1: decode-only
+    assert all("Kodak 0.25 bpp" in line for line in out.splitlines()[1:])
+    code, out, _ = run(["models", "--all"], capsys)
+    lines = out.splitlines()[1:]
+    old = [line for line in lines if "decode-only" in line]
+    assert code == 0 and len(lines) == len(models.available()) and len(old) >= 5
+    assert {line.split()[0] for line in old} >= {"lite-mse", "mse", "v2-mse"}
+    assert len({line.split()[1] for line in lines}) == len(lines)  # told apart by id
+    same_name = [line.split(maxsplit=3)[3] for line in old if line.startswith("v2-mse ")]
+    assert len(set(same_name)) == len(same_name) >= 3  # and by their training runs
+
+
+def test_models_without_any_installed_says_where_it_looked_and_fails(
+        tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("LCODEC_MODELS", str(tmp_path))
+    for argv in (["models"], ["models", "--all"],
+                 ["encode", str(Path(__file__).parent / "data" / "kodim23_crop.png"),
+                  str(tmp_path / "x.lic")]):
+        code, out, err = run(argv, capsys)
+        assert code == 1 and out == "" and err.count("\n") == 1, err
+        assert err.startswith("Error: no models in") and str(tmp_path) in err
+        assert "LCODEC_MODELS" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_retired_model_name_is_refused_for_encoding_with_what_encodes(
+        tmp_path, crop_path, capsys) -> None:
+    code, _, err = run(["encode", str(crop_path), str(tmp_path / "x.lic"), "--model",
+                        "lite-mse"], capsys)
+    assert code == 1 and err.count("\n") == 1 and "'lite-mse' is retired" in err, err
+    assert "v2-mse" in err and not (tmp_path / "x.lic").exists()
+
+
+def test_info_names_the_model_beside_its_id_or_says_it_is_not_installed(
+        tmp_path, monkeypatch, capsys) -> None:
+    old = GOLDEN / "v1.0-static-rgb-odd.lic"
+    code, out, _ = run(["info", str(old)], capsys)
+    assert code == 0 and "model            lite-mse (fcf1326f70791116, decode-only)\n" in out
+    assert json.loads(run(["info", str(old), "--json"], capsys)[1])["model"] == "lite-mse"
+    monkeypatch.setenv("LCODEC_MODELS", str(tmp_path))
+    code, out, _ = run(["info", str(old)], capsys)
+    assert code == 0 and f"fcf1326f70791116 (not installed in {tmp_path}" in out
+    info = json.loads(run(["info", str(old), "--json"], capsys)[1])
+    assert info["model"] is None and info["model_id"] == "fcf1326f70791116"
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".webp", ".avif"])
+def test_out_quality_changes_the_output_size_and_a_notice_says_so(ext, tmp_path,
+                                                                   capsys) -> None:
+    from PIL import features
+
+    if ext == ".avif" and not features.check("avif"):
+        pytest.skip("Pillow without AVIF")
+    lic = GOLDEN / "v1.3-v2-mse-fffc224b-static-rgb-crop-high.lic"
+    fmt = {".jpg": "JPEG", ".webp": "WEBP", ".avif": "AVIF"}[ext]
+    default, low = tmp_path / f"d{ext}", tmp_path / f"low{ext}"
+    code, _, err = run(["decode", str(lic), str(default)], capsys)
+    assert code == 0 and err == f"Notice: {default}: re-encoded as lossy {fmt} at quality 95 " \
+                                "(--out-quality sets it)\n", err
+    code, _, err = run(["decode", str(lic), str(low), "--out-quality", "30"], capsys)
+    assert code == 0 and f"lossy {fmt} at quality 30" in err
+    assert low.stat().st_size < default.stat().st_size
+    code, _, err = run(["decode", str(lic), str(tmp_path / f"q{ext}"), "-q"], capsys)
+    assert code == 0 and err == ""
+    code, _, err = run(["decode", str(lic), str(tmp_path / "x.png"), "--out-quality", "30"],
+                       capsys)
+    assert code == 0 and err == ""  # lossless: nothing re-encoded, nothing to say
+
+
+def test_gray_widened_for_webp_gets_a_notice(tmp_path, capsys) -> None:
+    from PIL import Image
+
+    out = tmp_path / "g.webp"
+    code, _, err = run(["decode", str(GOLDEN / "v1.3-v2-mse-fffc224b-static-gray-odd.lic"),
+                        str(out)], capsys)
+    assert code == 0 and f"{out}: WEBP cannot hold L images; wrote RGB" in err, err
+    assert Image.open(out).mode == "RGB"
+
+
+def test_alpha_into_a_format_that_would_drop_it_is_refused_before_decoding(
+        lic_by_mode, tmp_path, capsys, monkeypatch) -> None:
+    from lcodec import api
+
+    monkeypatch.setattr(api, "decode_full", lambda *a, **k: pytest.fail("decoded anyway"))
+    for ext in (".bmp", ".ppm"):
+        code, _, err = run(["decode", str(lic_by_mode["RGBA"]), str(tmp_path / f"x{ext}")],
+                           capsys)
+        _assert_clean_failure(code, err, tmp_path, set())
+        assert "would drop the alpha channel" in err
+
+
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+       b'22-rdf-syntax-ns#"><rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" '
+       b'dc:format="image/jpeg"/></rdf:RDF></x:xmpmeta>')
+
+
+def test_xmp_is_kept_where_the_output_format_holds_it_and_dropped_with_a_notice(
+        tmp_path, odd_path, capsys) -> None:
+    from PIL import Image
+
+    src, lic = tmp_path / "x.jpg", tmp_path / "x.lic"
+    Image.open(odd_path).save(src, xmp=XMP, quality=95)
+    assert run(["encode", str(src), str(lic), "--knob", "0", "--no-correction", "-q"],
+               capsys)[0] == 0
+    for ext in (".png", ".jpg", ".webp", ".tif"):
+        out = tmp_path / f"back{ext}"
+        assert run(["decode", str(lic), str(out), "-q"], capsys)[0] == 0
+        xmp = Image.open(out).info.get("xmp")
+        assert (xmp.encode() if isinstance(xmp, str) else xmp) == XMP, ext
+    code, _, err = run(["decode", str(lic), str(tmp_path / "back.bmp")], capsys)
+    assert code == 0 and "BMP cannot hold the XMP packet; written without it" in err
+    stripped = tmp_path / "s.lic"
+    assert run(["encode", str(src), str(stripped), "--knob", "0", "--no-correction", "--strip",
+                "-q"], capsys)[0] == 0
+    assert run(["decode", str(stripped), str(tmp_path / "s.png")], capsys)[0] == 0
+    assert "xmp" not in Image.open(tmp_path / "s.png").info
+
+
+def test_verbose_says_lossless_for_an_exact_result_instead_of_psnr_inf(tmp_path,
+                                                                        capsys) -> None:
+    from PIL import Image
+
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (16, 16), (77, 77, 77)).save(flat)
+    code, _, err = run(["encode", str(flat), str(tmp_path / "a.lic"), "--bpp", "24", "-v"],
+                       capsys)
+    assert code == 0 and "lossless" in err and "inf" not in err, err
+    code, out, _ = run(["encode", str(flat), str(tmp_path / "b.lic"), "--bpp", "24", "--json"],
+                       capsys)
+    stats = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert code == 0 and stats["lossless"] is True and stats["psnr"] is None
+
+
+def test_an_unreachable_psnr_is_refused_in_db_naming_the_file(tmp_path, odd_path,
+                                                              capsys) -> None:
+    code, _, err = run(["encode", str(odd_path), str(tmp_path / "a.lic"), "--psnr", "90"],
+                       capsys)
+    assert code == 1 and err.count("\n") == 1 and err.startswith(f"Error: {odd_path}: ")
+    assert "dB at its highest rate" in err and "target of 90.00 dB" in err

@@ -130,10 +130,10 @@ def test_new_v2_files_name_the_exact_synthesis_and_v1_files_the_float_one(crop_r
 
     v2 = container.unpack(api.encode(crop_rgb, knob=0.0, model="v2-mse")).header
     assert v2.synthesis == Synthesis.EXACT_INT_V2 and len(v2.synthesis_grids) == 23
-    v1 = api.encode(crop_rgb, knob=0.0, model="lite-mse")
+    v1 = api.encode(crop_rgb, knob=0.0, model="lite-mse-fcf1326f70791116")
     assert container.unpack(v1).header.synthesis == Synthesis.FLOAT
     with pytest.raises(Exception, match="no exact synthesis"):
-        api.encode(crop_rgb, knob=0.0, model="lite-mse", synthesis="exact")
+        api.encode(crop_rgb, knob=0.0, model="lite-mse-fcf1326f70791116", synthesis="exact")
 
 
 def test_both_exact_syntheses_decode_near_the_float_decoder(v2_files, crop_rgb) -> None:
@@ -193,7 +193,8 @@ def test_a_file_asking_for_exact_synthesis_from_a_v1_model_is_refused(crop_rgb) 
     from lcodec.container import Synthesis
     from lcodec.errors import LicError
 
-    lic = container.unpack(api.encode(crop_rgb, knob=0.0, model="lite-mse", verify=False))
+    lic = container.unpack(api.encode(crop_rgb, knob=0.0, model="lite-mse-fcf1326f70791116",
+                                      verify=False))
     data = container.pack(replace(lic, header=replace(lic.header,
                                                       synthesis=Synthesis.EXACT_INT_V1)))
     with pytest.raises(LicError, match="exact synthesis"):

@@ -1,5 +1,7 @@
 """Golden bitstreams: every file ever written by a released format version still decodes to
-the same symbols and pixels, in a fresh process on CPU (and on CUDA when available)."""
+the same symbols and pixels, in a fresh process on CPU (and on CUDA when available). Each
+file's hashes are what ``lcodec hash FILE`` prints (:func:`lcodec.conformance.digests`, which
+``lcodec check`` compares): the recorded ones, for every golden file."""
 
 from __future__ import annotations
 
@@ -16,13 +18,18 @@ GOLDEN = Path(__file__).parent / "golden"
 MANIFEST = json.loads((GOLDEN / "MANIFEST.json").read_text())
 EXACT_SYNTHESES = ("EXACT_INT_V1", "EXACT_INT_V2")  # no tolerance for their pixels
 CHECK = """
-import json, sys
+import contextlib, io, json, sys
 import numpy as np
 from PIL import Image
 sys.path.insert(0, {golden!r})
-from make_golden import decoded_planes, digests, reference_path
+from lcodec.cli import main
+from make_golden import decoded_planes, reference_path
+hashed = io.StringIO()
+with contextlib.redirect_stdout(hashed):  # the manifest `lcodec hash FILE` prints
+    assert main(["hash", {path!r}, "--device", {device!r}]) == 0
+pixels, symbols, _ = hashed.getvalue().splitlines()[1].split("\\t")
+out = dict(pixels_sha256=pixels, symbols_sha256=symbols)
 data = open({path!r}, "rb").read()
-out = digests(data, {device!r})
 ref = np.asarray(Image.open(reference_path({path!r})), dtype=np.int16)
 got = decoded_planes(data, {device!r}).astype(np.int16)
 diff = np.abs(got - ref) if got.shape == ref.shape else np.full(1, 255)
@@ -155,7 +162,7 @@ def test_a_cuda_encoded_file_decodes_on_the_cpu_to_the_coded_symbols(crop_rgb, e
 
     from lcodec import api, codec, container, encoder, models
 
-    data = api.encode(crop_rgb, device="cuda", entropy=entropy, model="lite-mse")
+    data = api.encode(crop_rgb, device="cuda", entropy=entropy, model="lite-mse-fcf1326f70791116")
     lic = container.unpack(data)
     info = models.find(model_id=lic.header.model_id)
     coded = encoder.analyse(models.load(info, "cuda"), api.as_source(crop_rgb), entropy)
@@ -199,10 +206,9 @@ def test_there_are_exact_synthesis_golden_files_for_every_colour_mode() -> None:
 
 
 def _pixel_sha256(data: bytes, device: str) -> str:
-    sys.path.insert(0, str(GOLDEN))
-    from make_golden import digests
+    from lcodec.conformance import digests
 
-    return digests(data, device)["pixels_sha256"]
+    return digests(data, device).pixels_sha256
 
 
 @pytest.mark.parametrize("device", DEVICES)

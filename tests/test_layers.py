@@ -19,9 +19,10 @@ LAYERS: dict[str, int] = {
     "nets": 2, "entropy": 2, "correction": 2,
     "models": 3, "synthesis": 3,
     "codec": 4, "encoder": 4, "devices": 1,
-    "api": 5,
+    "api": 5, "conformance": 5,
     "pil": 6,
     "evaluate": 7, "train": 7,
+    "cluster": 7,  # Ray Data actors over api (Ray imported there only, lazily)
     "cli": 8,
 }
 SIBLINGS = {frozenset({"evaluate", "train"})}

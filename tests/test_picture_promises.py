@@ -3,7 +3,7 @@ low rates, and flat colours that come back as the same colour.
 
 Flat colours hold since format 1.3: the networks alone leave them ΔE00 1.1–1.3 off at
 0.25 bpp (one coherent quantization error over the whole image), and the encoder's correction
-layer (``lcodec.correction``) takes them to 0.3–0.9 (docs/results.md, session 9).
+layer (``lcodec.correction``) takes them to 0.3–0.9 (docs/results.md, "Flat colours").
 """
 
 from __future__ import annotations

@@ -441,7 +441,7 @@ def test_training_cli_trains_resumes_and_freezes(tmp_path, monkeypatch) -> None:
 
     shipped = tmp_path / "models"
     shipped.mkdir()
-    src = registry.find("lite-mse").path
+    src = registry.find("lite-mse-fcf1326f70791116").path  # retired: named by its file stem
     shutil.copy(src, shipped / src.name)
     monkeypatch.setenv("LCODEC_MODELS", str(shipped))
     assert tcae_main(["freeze", "--run", str(run), "--codes", str(codes), "--model",

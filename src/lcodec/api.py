@@ -110,8 +110,10 @@ def lic_bytes(data: Any) -> bytes:
 
 
 def decode_full(data: Any, device: str = "cpu",
-                max_pixels: int = container.DEFAULT_MAX_PIXELS) -> codec.Decoded:
-    """Decode a `.lic` (bytes, path or binary file object) to pixels plus alpha and metadata.
+                max_pixels: int = container.DEFAULT_MAX_PIXELS,
+                keep_symbols: bool = False) -> codec.Decoded:
+    """Decode a `.lic` (bytes, path or binary file object) to pixels plus alpha and metadata
+    (and, with ``keep_symbols``, the entropy-decoded symbols).
 
     ``max_pixels`` is the decompression-bomb limit: files declaring more are refused before
     anything is allocated.
@@ -119,7 +121,7 @@ def decode_full(data: Any, device: str = "cpu",
     lic = container.unpack(lic_bytes(data), max_pixels)
     info = models.find(model_id=lic.header.model_id)
     loaded = models.load(info, resolve_device(device))
-    return codec.decode(loaded, lic)
+    return codec.decode(loaded, lic, keep_symbols=keep_symbols)
 
 
 def decode_array(data: Any, device: str = "cpu") -> np.ndarray:
@@ -134,19 +136,17 @@ def decode_with_notices(data: Any, device: str = "cpu",
     (metadata is untrusted input, like the rest of the file)."""
     d = decode_full(data, device, max_pixels)
     im = to_pil(d.pixels, d.gray, d.alpha)
-    icc, exif, notices = checked_metadata(d.icc, d.exif)
+    kept, notices = checked_metadata(d.icc, d.exif, d.xmp)
     del d  # the pixels now live in ``im``: do not hold them twice while it is saved
-    if icc:
-        im.info["icc_profile"] = icc
-    if exif:
-        im.info["exif"] = exif
+    im.info.update(kept)
     return im, notices
 
 
 def decode(data: Any, device: str = "cpu",
            max_pixels: int = container.DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode a `.lic` (bytes, a path or a binary file object) to a PIL image (RGB, RGBA, L
-    or LA; ICC/EXIF in ``info``, dropped if they do not parse)."""
+    or LA; ICC/EXIF/XMP in ``info`` as ``icc_profile``, ``exif``, ``xmp``, dropped if they do
+    not parse)."""
     return decode_with_notices(data, device, max_pixels)[0]
 
 

@@ -68,6 +68,9 @@ class Decoded:
     alpha: np.ndarray | None
     icc: bytes | None
     exif: bytes | None
+    xmp: bytes | None = None
+    # the entropy-decoded (qi, luma, chroma) arrays, when :func:`decode` was asked to keep them
+    symbols: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 def coder_for_file(model: LoadedModel, header: Header) -> EntropyCoder:
@@ -147,9 +150,12 @@ def file_correction(lic: LicFile) -> Correction | None:
     return correction.unpack(payload, hdr.width, hdr.height, planes)
 
 
-def decode(model: LoadedModel, lic: LicFile, timer: Timer = untimed) -> Decoded:
+def decode(model: LoadedModel, lic: LicFile, timer: Timer = untimed,
+           keep_symbols: bool = False) -> Decoded:
     """Symbols, pixels and side sections of a parsed file. ``timer``: "container", "probs",
-    "coding" and "network" (the decoder networks and colour conversion)."""
+    "coding" and "network" (the decoder networks and colour conversion). ``keep_symbols``:
+    also return the entropy-decoded symbols the pixels were computed from (as
+    :func:`decode_symbols` gives them), e.g. to hash them."""
     hdr = lic.header
     gray = hdr.colour_mode == ColourMode.GRAY
     if hdr.colour_mode == ColourMode.RGBA and SectionType.ALPHA not in lic.sections:
@@ -170,4 +176,5 @@ def decode(model: LoadedModel, lic: LicFile, timer: Timer = untimed) -> Decoded:
             alpha = sidecar.unpack_alpha(lic.sections[SectionType.ALPHA], hdr.width,
                                          hdr.height)
         meta = sidecar.unpack_metadata(lic.sections.get(SectionType.METADATA, b""))
-    return Decoded(pixels, gray, alpha, meta.get("icc"), meta.get("exif"))
+    return Decoded(pixels, gray, alpha, meta.get("icc"), meta.get("exif"), meta.get("xmp"),
+                   symbols if keep_symbols else None)

@@ -3,13 +3,18 @@
 Every input kind maps to one documented choice (see README "Inputs"):
 grayscale -> coded as luma only (colour mode GRAY); RGB, palette, CMYK, YCbCr -> RGB;
 an alpha channel -> kept losslessly in its own section (or dropped on request);
-16-bit -> reduced to 8 bits with a notice; EXIF orientation applied; ICC profile and EXIF
-kept in a metadata section unless stripped.
+16-bit -> reduced to 8 bits with a notice; EXIF orientation applied; ICC profile, EXIF and
+XMP kept in a metadata section unless stripped.
+
+Decoded images are written in the format an output's extension names: losslessly where the
+format allows (a mode it cannot hold is widened, with a notice), at a quality in the lossy
+formats (with a notice), and refused where samples would be lost otherwise.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -32,6 +37,19 @@ _PIL_ERRORS = (ValueError, OSError, SyntaxError, TypeError, KeyError, IndexError
 # A mode a format cannot hold is widened to one holding the same samples.
 _WIDER = {"L": "RGB", "LA": "RGBA"}
 _FORMAT_HINT = "decode to .png, .tif or .webp"
+# Modes holding every sample of a mode (its gray or colour planes, and its alpha).
+_HOLDS = {"L": {"L", "LA", "RGB", "RGBA"}, "LA": {"LA", "RGBA"}, "RGB": {"RGB", "RGBA"},
+          "RGBA": {"RGBA"}}
+DEFAULT_OUT_QUALITY = 95  # the quality a decoded image is written at in a lossy format
+# Lossy formats whose Pillow writer takes ``quality`` (0-100), with the modes it codes lossily
+# (None: every mode). PDF stores L and RGB images as JPEG, LA and RGBA as lossless JPEG 2000.
+_LOSSY: dict[str, frozenset[str] | None] = {
+    "JPEG": None, "MPO": None, "WEBP": None, "AVIF": None, "PDF": frozenset({"L", "RGB"})}
+# The formats whose Pillow writer stores ICC profiles, EXIF and XMP (others drop them, with
+# a notice).
+_METADATA_FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP", "AVIF", "TIFF"})
+_METADATA_NAMES = {"icc_profile": "ICC profile", "exif": "EXIF data", "xmp": "XMP packet"}
+_XMP_TAG = 700  # TIFF tag of the XMP packet
 _ORIENTATION = 0x0112  # EXIF tag
 STRIP_ROWS = 256  # rows converted at a time (memory: a strip, not a copy of the image)
 
@@ -46,6 +64,7 @@ class SourceImage:
     icc: bytes | None = None
     exif: bytes | None = None
     notices: list[str] = field(default_factory=list)
+    xmp: bytes | None = None  # the XMP packet (UTF-8 XML), orientation already applied
 
     @property
     def width(self) -> int:
@@ -89,10 +108,11 @@ def from_pil(im: Image.Image, name: str = "input", alpha: str = "keep",
     icc = None if strip else im.info.get("icc_profile") or None
     if im.getexif().get(_ORIENTATION, 1) != 1:  # (transposing copies the whole image)
         im = ImageOps.exif_transpose(im)
-    exif = None
+    exif = xmp = None
     if not strip:
         exif_obj = im.getexif()
         exif = exif_obj.tobytes() if len(exif_obj) else None
+        xmp = _xmp_of(im)
     notices = []
     gray = im.mode in _GRAY_MODES
     if deep and im.mode not in _SIXTEEN_BIT:
@@ -111,7 +131,18 @@ def from_pil(im: Image.Image, name: str = "input", alpha: str = "keep",
             notices.append(f"{name}: alpha channel dropped (--alpha drop)")
     rgb = _by_strips(im, (lambda s: s.convert("L").convert("RGB")) if gray
                      else (lambda s: s.convert("RGB")), (3,))
-    return SourceImage(rgb, gray, a, icc, exif, notices)
+    return SourceImage(rgb, gray, a, icc, exif, notices, xmp)
+
+
+def _xmp_of(im: Image.Image) -> bytes | None:
+    """The XMP packet Pillow read with ``im`` (JPEG, PNG, WebP, TIFF, AVIF), as bytes. After
+    :func:`ImageOps.exif_transpose` it no longer names an orientation."""
+    xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
+    if isinstance(xmp, tuple) and len(xmp) == 1:  # a TIFF tag
+        xmp = xmp[0]
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    return bytes(xmp) if isinstance(xmp, bytes | bytearray) and xmp else None
 
 
 def _by_strips(im: Image.Image, convert, channels: tuple[int, ...]) -> np.ndarray:
@@ -186,10 +217,11 @@ def image_format_for(path: str) -> str:
     return fmt
 
 
-def checked_metadata(icc: bytes | None, exif: bytes | None
-                     ) -> tuple[bytes | None, bytes | None, list[str]]:
-    """ICC profile and EXIF from a decoded file, each dropped with a notice if it does not
-    parse (a crafted file can carry anything with a valid CRC)."""
+def checked_metadata(icc: bytes | None, exif: bytes | None, xmp: bytes | None = None
+                     ) -> tuple[dict[str, bytes], list[str]]:
+    """ICC profile, EXIF and XMP from a decoded file, each dropped with a notice if it does
+    not parse (a crafted file can carry anything with a valid CRC). Returns what is kept,
+    under Pillow's ``info`` keys (``icc_profile``, ``exif``, ``xmp``), and the notices."""
     notices = []
     if exif and not _parses(_load_exif, exif):
         notices.append("the file's EXIF data is malformed; it was dropped")
@@ -197,7 +229,15 @@ def checked_metadata(icc: bytes | None, exif: bytes | None
     if icc and not _parses(_load_icc, icc):
         notices.append("the file's ICC profile is malformed; it was dropped")
         icc = None
-    return icc, exif, notices
+    if xmp and not _parses(_load_xmp, xmp):
+        notices.append("the file's XMP packet is not UTF-8 text; it was dropped")
+        xmp = None
+    kept = {"icc_profile": icc, "exif": exif, "xmp": xmp}
+    return {k: v for k, v in kept.items() if v}, notices
+
+
+def _load_xmp(blob: bytes) -> None:
+    blob.decode("utf-8")  # what every writer (PNG's iTXt chunk above all) can hold
 
 
 def _load_exif(blob: bytes) -> None:
@@ -229,62 +269,129 @@ def _parses(load, blob: bytes) -> bool:
     return True
 
 
-def _save(im: Image.Image, fmt: str, kwargs: dict) -> bytes | str:
+def _save(im: Image.Image, fmt: str, base: dict, meta: dict[str, bytes]) -> bytes | str:
     """The encoded bytes, or Pillow's reason for refusing as a string."""
     buf = io.BytesIO()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            im.save(buf, format=fmt, **kwargs)
+            im.save(buf, format=fmt, **base, **_writer_options(fmt, meta))
     except _PIL_ERRORS as exc:
         return str(exc) or type(exc).__name__
     return buf.getvalue()
 
 
-def encode_image(im: Image.Image, fmt: str, icc: bytes | None = None,
-                 exif: bytes | None = None) -> tuple[bytes, list[str]]:
-    """Serialise a decoded image in memory (lossless formats keep it bit-exact), with notices.
+def _writer_options(fmt: str, meta: dict[str, bytes]) -> dict:
+    """Pillow's save options for the metadata in ``meta`` (keys as in :data:`_METADATA_NAMES`):
+    PNG takes XMP as an iTXt chunk, TIFF as its tag 700 beside the EXIF tags, the others as
+    ``xmp``."""
+    opts: dict = dict(meta)
+    xmp = opts.pop("xmp", None)
+    if xmp is None:
+        return opts
+    if fmt == "PNG":
+        from PIL import PngImagePlugin
 
-    A mode the format cannot hold is widened without loss (L → RGB, LA → RGBA); ICC profile
-    or EXIF that the format's writer refuses is dropped; both say so in a notice. An image
-    the format cannot hold without losing samples (alpha, colours) is refused with one
-    :class:`LcodecError`.
+        chunks = PngImagePlugin.PngInfo()
+        chunks.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"))
+        opts["pnginfo"] = chunks
+    elif fmt == "TIFF":
+        tags = Image.Exif()
+        if "exif" in opts:
+            tags.load(opts.pop("exif"))
+        tags[_XMP_TAG] = xmp
+        opts["tiffinfo"] = tags
+    else:
+        opts["xmp"] = xmp
+    return opts
+
+
+def is_lossy(fmt: str, mode: str) -> bool:
+    """Whether writing a ``mode`` image in the Pillow format ``fmt`` loses detail to a quality
+    setting (JPEG, WebP, AVIF, …); :func:`encode_image` gives those writers its ``quality``."""
+    modes = _LOSSY.get(fmt, frozenset())
+    return modes is None or mode in modes
+
+
+def encode_image(im: Image.Image, fmt: str, icc: bytes | None = None,
+                 exif: bytes | None = None, xmp: bytes | None = None,
+                 quality: int = DEFAULT_OUT_QUALITY) -> tuple[bytes, list[str]]:
+    """Serialise a decoded image in memory, with notices.
+
+    Lossless formats keep it bit-exact; a lossy one (:func:`is_lossy`) codes it at
+    ``quality`` (0-100; its caller says so). A mode the format cannot hold is widened
+    without loss (L → RGB, LA → RGBA), by lcodec or by the format's writer (as the written
+    file's header shows); ICC profile, EXIF or XMP that the format cannot hold, or that its
+    writer refuses, is dropped; GIF's palette reduces a colour image to 256 colours; each
+    says so in a notice. An image the format cannot hold without losing samples (alpha,
+    colours, its size) is refused with one :class:`LcodecError`.
     """
     if fmt == "LIC":
         raise LcodecError("decoding writes an image, not a .lic file; give e.g. .png")
     if fmt == "JPEG" and im.mode in ("RGBA", "LA"):
         raise LcodecError("the image has an alpha channel, which JPEG cannot hold; "
                           "decode to .png or .webp")
-    base: dict = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    meta = {k: v for k, v in (("icc_profile", icc), ("exif", exif))
-            if v and fmt in ("PNG", "JPEG", "WEBP", "TIFF")}
+    if not 0 <= quality <= 100:
+        raise LcodecError(f"the output quality must be between 0 and 100, not {quality}")
+    base: dict = {"quality": int(quality)} if fmt in _LOSSY else {}
+    given = {k: v for k, v in (("icc_profile", icc), ("exif", exif), ("xmp", xmp)) if v}
+    meta = {k: v for k, v in given.items() if fmt in _METADATA_FORMATS}
+    cannot = [f"{fmt} cannot hold the {_METADATA_NAMES[k]}; written without it"
+              for k in given if k not in meta]
     reason = ""
     for mode in (im.mode, *([_WIDER[im.mode]] if im.mode in _WIDER else [])):
         img = im if mode == im.mode else im.convert(mode)
         out, notices = _save_with_metadata(img, fmt, base, meta)
         if isinstance(out, bytes):
-            if mode != im.mode:
-                notices.insert(0, f"{fmt} cannot hold {im.mode} images; wrote {mode} with the "
-                                  "same samples")
-            return out, notices
+            stored, lost = _as_stored(out, im, fmt)
+            if lost is None:
+                return out, [*([stored] if stored else []), *notices, *cannot]
+            out = lost
         reason = out
     raise LcodecError(f"{fmt} cannot hold this {im.mode} image ({reason}); {_FORMAT_HINT}")
 
 
+def _as_stored(data: bytes, im: Image.Image, fmt: str) -> tuple[str | None, str | None]:
+    """How the written ``data`` holds ``im``, from the mode and size its header declares:
+    (a notice of a widening or a palette, or None; why samples are lost, or None). A format
+    Pillow cannot read back (PDF) is taken as written."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as back:
+                mode, size = back.mode, back.size
+    except _PIL_ERRORS:
+        return None, None
+    if size != im.size:
+        return None, f"it would store {size[0]}×{size[1]} pixels, not {im.width}×{im.height}"
+    held = im.mode  # what must survive: an opaque alpha channel loses nothing when dropped
+    if held in ("LA", "RGBA") and im.getchannel("A").getextrema()[0] == 255:
+        held = held[:-1]
+    if mode == "P":
+        return (None if held == "L" else f"{fmt} holds at most 256 colours: the image was "
+                "reduced to a palette (lossy)"), None
+    if mode in (im.mode, held):
+        return None, None
+    if mode in _HOLDS.get(held, ()):
+        return f"{fmt} cannot hold {im.mode} images; wrote {mode} with the same samples", None
+    if "A" in held and "A" not in mode:
+        return None, "it would drop the alpha channel"
+    return None, f"it would store it as {mode}"
+
+
 def _save_with_metadata(im: Image.Image, fmt: str, base: dict,
-                        meta: dict) -> tuple[bytes | str, list[str]]:
-    """Save with all the metadata the writer takes: all, then without EXIF, without ICC,
-    without both."""
-    names = {"icc_profile": "ICC profile", "exif": "EXIF data"}
+                        meta: dict[str, bytes]) -> tuple[bytes | str, list[str]]:
+    """Save with all the metadata the writer takes: all, then without one kind (EXIF, XMP,
+    ICC profile, in this order), then without two, without all."""
     first = ""
-    for drop in ((), ("exif",), ("icc_profile",), ("exif", "icc_profile")):
-        if any(k not in meta for k in drop):
-            continue
-        out = _save(im, fmt, {**base, **{k: v for k, v in meta.items() if k not in drop}})
-        if isinstance(out, bytes):
-            return out, [f"{fmt} refused the {names[k]} ({first}); written without it"
-                         for k in drop]
-        first = first or out
+    order = [k for k in ("exif", "xmp", "icc_profile") if k in meta]
+    for n in range(len(order) + 1):
+        for drop in itertools.combinations(order, n):
+            out = _save(im, fmt, base, {k: v for k, v in meta.items() if k not in drop})
+            if isinstance(out, bytes):
+                return out, [f"{fmt} refused the {_METADATA_NAMES[k]} ({first}); written "
+                             "without it" for k in drop]
+            first = first or out
     return first, []
 
 

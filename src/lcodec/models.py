@@ -3,6 +3,10 @@
 The file's SHA-256 prefix is the model id written into every `.lic` header, so a decoder
 finds the exact weights a file was made with (or says which ones are missing). Config and
 architecture travel in the safetensors metadata; nothing is inferred from tensor shapes.
+
+The checkout keeps the weights in its top-level ``models/`` folder; a wheel installs that
+folder as the data package :data:`WEIGHTS_PACKAGE` beside ``lcodec`` (``pyproject.toml``),
+retired models included, so every file a release wrote decodes.
 """
 
 from __future__ import annotations
@@ -20,17 +24,33 @@ from typing import TypeVar
 from lcodec.errors import LcodecError
 
 DEFAULT_MODEL = "v2-mse"
+WEIGHTS_PACKAGE = "lcodec_models"  # the models/ folder, as a wheel installs it
 MODEL_ID_BYTES = 8
 ENTROPY_KEYS = ("entropy.qi", "entropy.luma", "entropy.chroma")
 T = TypeVar("T")
 
 
 def models_dir() -> Path:
-    """``$LCODEC_MODELS`` if set, else ``models/`` of the checkout this package runs from."""
+    """Where the weights are: ``$LCODEC_MODELS`` if set; else the :data:`WEIGHTS_PACKAGE`
+    installed beside this package (a wheel puts both in one folder); else ``models/`` of the
+    checkout this package runs from (``src/lcodec`` → ``models``, an editable install)."""
     env = os.environ.get("LCODEC_MODELS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "models"
+    package = Path(__file__).resolve().parent
+    installed = package.parent / WEIGHTS_PACKAGE
+    if installed.is_dir() or package.parent.name != "src":
+        return installed
+    return package.parents[1] / "models"
+
+
+def _no_models() -> LcodecError:
+    """The error for a folder without weights, naming it and how to get some."""
+    if os.environ.get("LCODEC_MODELS"):
+        return LcodecError(f"no models in {models_dir()}, the folder LCODEC_MODELS names; point "
+                           "it at a folder of lcodec weights (<name>-<id>.safetensors) or unset it")
+    return LcodecError(f"no models are installed in {models_dir()}; reinstall lcodec or set "
+                       "LCODEC_MODELS to a folder of lcodec weights (<name>-<id>.safetensors)")
 
 
 @dataclass(frozen=True)
@@ -55,6 +75,27 @@ class ModelInfo:
         """A superseded model: kept so the files it wrote decode, never chosen to encode."""
         return bool(self.card.get("retired"))
 
+    def describe(self, bpp: float = 0.25) -> str:
+        """One line for ``lcodec models``: the card's measured Kodak point at ``bpp`` and, for
+        a retired model, ``decode-only`` with its training run (what tells apart the old
+        weights of one name)."""
+        parts = []
+        if self.retired:
+            t = self.card.get("training", {})
+            run = [f"net {t['net']}"] if "net" in t else []
+            if "steps_done" in t:
+                run.append(f"{t['steps_done']:,} steps")
+            if "cpu_hours" in t:
+                run.append(f"{t['cpu_hours']:.1f} CPU-h")
+            elif "wall_minutes" in t:
+                run.append(f"{t['wall_minutes']} min wall clock")
+            parts.append("decode-only" + (f" ({', '.join(run)})" if run else ""))
+        psnr, ms_ssim = kodak_at(self, bpp), kodak_at(self, bpp, "ms_ssim_db")
+        if psnr is not None:
+            point = f"Kodak {bpp:g} bpp: {psnr:.1f} dB PSNR"
+            parts.append(point + (f", {ms_ssim:.1f} dB MS-SSIM" if ms_ssim is not None else ""))
+        return "; ".join(parts)
+
 
 def available(folder: Path | None = None) -> list[ModelInfo]:
     """Shipped models, from their file names (``<name>-<16 hex digits>.safetensors``)."""
@@ -75,37 +116,66 @@ def encoders() -> list[ModelInfo]:
     return [m for m in available() if not m.retired]
 
 
+def by_id(model_id: bytes) -> ModelInfo | None:
+    """The installed model with this id (retired ones too), or None."""
+    return next((m for m in available() if m.model_id == model_id), None)
+
+
 def find(name: str | None = None, model_id: bytes | None = None) -> ModelInfo:
     """Look a model up by name (default: :data:`DEFAULT_MODEL`) or by the id in a file.
 
     By id, any installed model (retired ones decode their old files); by name, the model of
     that name that is not retired, or a retired one named by its full file stem."""
-    models = available()
     if model_id is not None:
-        for m in models:
-            if m.model_id == model_id:
-                return m
-        raise LcodecError(
-            f"the file needs model {model_id.hex()}, which is not installed in {models_dir()}; "
-            "install the lcodec release that wrote it or set LCODEC_MODELS"
-        )
+        info = by_id(model_id)
+        if info is None:
+            raise LcodecError(
+                f"the file needs model {model_id.hex()}, which is not installed in "
+                f"{models_dir()}; install the lcodec release that wrote it or set LCODEC_MODELS")
+        return info
+    models = available()
+    if not models:
+        raise _no_models()
     name = name or DEFAULT_MODEL
     for m in models:
         if m.path.stem == name or (m.name == name and not m.retired):
             return m
     names = ", ".join(sorted({m.name for m in models if not m.retired})) or "none"
+    if any(m.name == name for m in models):
+        raise LcodecError(f"model {name!r} is retired: it decodes the files it wrote but no "
+                          f"longer encodes; models that encode: {names} (see lcodec models)")
     raise LcodecError(f"unknown model {name!r}; installed models: {names}")
 
 
-def kodak_curve(info: ModelInfo) -> list[tuple[float, float]]:
-    """The model card's measured Kodak (bpp, PSNR) points, by bpp; empty without a curve."""
-    return sorted((p["bpp"], p["psnr"]) for p in info.card.get("kodak", {}).get("points", []))
+def listing(all_models: bool = False) -> list[ModelInfo]:
+    """What ``lcodec models`` lists: the models that encode, the default first; with
+    ``all_models``, then the retired ones (decode-only). Raises when there is none to list,
+    naming the folder searched."""
+    models = available()
+    if not models:
+        raise _no_models()
+    current = sorted(encoders(), key=lambda m: m.name != DEFAULT_MODEL)
+    if not current and not all_models:
+        raise LcodecError(f"no model that encodes is installed in {models_dir()} (only "
+                          f"{len(models)} decode-only; lcodec models --all lists them)")
+    if not all_models:
+        return current
+    retired = [m for m in models if m.retired]  # per name in training order: oldest first
+    return current + sorted(retired, key=lambda m: (
+        m.name, m.card.get("training", {}).get("steps_done", 0)))
 
 
-def kodak_psnr_at(info: ModelInfo, bpp: float) -> float | None:
-    """The model card's measured Kodak PSNR at ``bpp`` (linear between measured points), or
-    None where the card has no curve or ``bpp`` lies outside its measured range."""
-    points = kodak_curve(info)
+def kodak_curve(info: ModelInfo, metric: str = "psnr") -> list[tuple[float, float]]:
+    """The model card's measured Kodak (bpp, ``metric``) points, by bpp; empty without a
+    curve. ``metric``: ``psnr`` or ``ms_ssim_db`` (what the card's points record)."""
+    points = info.card.get("kodak", {}).get("points", [])
+    return sorted((p["bpp"], p[metric]) for p in points if metric in p)
+
+
+def kodak_at(info: ModelInfo, bpp: float, metric: str = "psnr") -> float | None:
+    """The model card's measured Kodak ``metric`` at ``bpp`` (linear between measured
+    points), or None where the card has no curve or ``bpp`` lies outside its measured range."""
+    points = kodak_curve(info, metric)
     for (b0, q0), (b1, q1) in zip(points, points[1:], strict=False):
         if b0 <= bpp <= b1:
             return q0 if b1 == b0 else q0 + (q1 - q0) * (bpp - b0) / (b1 - b0)
@@ -123,7 +193,7 @@ def for_bpp(bpp: float) -> ModelInfo:
     for info in [default, *same]:
         points = kodak_curve(info)
         if points:
-            psnr = kodak_psnr_at(info, min(max(bpp, points[0][0]), points[-1][0]))
+            psnr = kodak_at(info, min(max(bpp, points[0][0]), points[-1][0]))
             if psnr is not None and (best_psnr is None or psnr > best_psnr):
                 best, best_psnr = info, psnr
     return best

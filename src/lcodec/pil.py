@@ -73,7 +73,7 @@ class LicImageFile(ImageFile.ImageFile):
             except LcodecError as exc:
                 raise OSError(str(exc)) from None
             self.im = decoded.im
-            for key in ("icc_profile", "exif"):
+            for key in ("icc_profile", "exif", "xmp"):
                 if key in decoded.info:
                     self.info[key] = decoded.info[key]
             self._lic_data = None

@@ -90,17 +90,19 @@ def fit_budget(encode: Callable[[float], Sized], budget: int, lo: float = KNOB_M
 
 def fit_quality(encode: Callable[[float], Sized], quality: Callable[[Sized], float],
                 target: float, lo: float = KNOB_MIN, hi: float = KNOB_MAX,
-                iterations: int = 12) -> RateResult:
+                iterations: int = 12, unit: str = "") -> RateResult:
     """Smallest file whose ``quality(file) >= target`` (e.g. PSNR of the decoded image).
 
-    Raises LcodecError naming the best achievable quality when even ``hi`` falls short.
+    Raises LcodecError naming the best achievable quality (in ``unit``, e.g. " dB") when
+    even ``hi`` falls short.
     """
     best_data = encode(hi)
     best_q = quality(best_data)
     if best_q < target:
         raise LcodecError(
-            f"this model reaches at most {best_q:.2f} at its highest rate "
-            f"({len(best_data)} bytes), below the target of {target:.2f}"
+            f"this model reaches at most {best_q:.2f}{unit} at its highest rate "
+            f"({len(best_data)} bytes), below the target of {target:.2f}{unit}; give a "
+            "lower target"
         )
     best = RateResult(best_data, hi)
     for _ in range(iterations):

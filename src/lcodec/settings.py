@@ -24,7 +24,7 @@ class EncodeSettings:
     target, whole file counted), ``psnr`` (the smallest file whose decoded RGB PSNR reaches
     it, dB), ``quality`` (0–100 mapped linearly onto the knob), ``knob`` (a fixed rate knob
     in [-1, 1]); none: knob 0. ``model``: a model name or id (default: the shipped model
-    measured best at the target). ``alpha``: keep | drop. ``strip``: drop ICC and EXIF.
+    measured best at the target). ``alpha``: keep | drop. ``strip``: drop ICC, EXIF and XMP.
     ``entropy``: auto | tcae | static. ``synthesis``: auto | exact | float, the decoder the
     file names. ``correction``: let the encoder add a correction layer (format 1.3).
     ``verify``: decode the final file's symbols again before returning it.

@@ -1,7 +1,9 @@
-"""Sections stored beside the codes: lossless alpha and metadata (ICC profile, EXIF).
+"""Sections stored beside the codes: lossless alpha and metadata (ICC profile, EXIF, XMP).
 
 ALPHA payload: u8 method (1 = rows "Up"-filtered mod 256, then zlib), then the zlib stream.
-METADATA payload: records of u8 kind (1 = ICC profile, 2 = EXIF), u32 length, bytes.
+METADATA payload: records of u8 kind (1 = ICC profile, 2 = EXIF, 3 = XMP packet), u32 length,
+bytes. Decoders skip kinds they do not know, so kind 3 needed no new format version: a decoder
+older than it reads the file and drops the XMP, as before.
 Decoding bounds every size before inflating, so a crafted file cannot blow up memory.
 """
 
@@ -17,6 +19,7 @@ from lcodec.errors import LicError
 ALPHA_ZLIB_UP = 1
 META_ICC = 1
 META_EXIF = 2
+META_XMP = 3  # the XMP packet (UTF-8 XML) as the source image carried it
 _RECORD = struct.Struct("<BI")
 
 
@@ -42,9 +45,11 @@ def unpack_alpha(payload: bytes, width: int, height: int) -> np.ndarray:
     return np.cumsum(filtered, axis=0, dtype=np.uint8)
 
 
-def pack_metadata(icc: bytes | None, exif: bytes | None) -> bytes:
+def pack_metadata(icc: bytes | None, exif: bytes | None, xmp: bytes | None = None) -> bytes:
+    """The METADATA payload: a record for each of ``icc``, ``exif`` and ``xmp`` given (in that
+    order; nothing at all when none is)."""
     out = b""
-    for kind, blob in ((META_ICC, icc), (META_EXIF, exif)):
+    for kind, blob in ((META_ICC, icc), (META_EXIF, exif), (META_XMP, xmp)):
         if blob:
             out += _RECORD.pack(kind, len(blob)) + blob
     return out
@@ -53,7 +58,7 @@ def pack_metadata(icc: bytes | None, exif: bytes | None) -> bytes:
 def unpack_metadata(payload: bytes) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     pos = 0
-    names = {META_ICC: "icc", META_EXIF: "exif"}
+    names = {META_ICC: "icc", META_EXIF: "exif", META_XMP: "xmp"}
     while pos < len(payload):
         if len(payload) - pos < _RECORD.size:
             raise LicError("corrupted metadata section (truncated record)")

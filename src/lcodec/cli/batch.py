@@ -1,5 +1,6 @@
 """Running jobs: one file (IN OUT) or a batch (IN… -o OUTDIR) in worker processes, with a
-progress bar, an error line per failed file, and stop signals that leave no partial file.
+progress bar on a terminal (elsewhere one line per file), an error line naming each failed
+file, outputs skipped with --skip-existing, and stop signals that leave no partial file.
 
 SIGTERM and SIGHUP stop like Ctrl-C: :class:`Terminated` unwinds the job (its temporary file
 is removed on the way), the workers are stopped and waited for, and the exit code is
@@ -12,7 +13,8 @@ import os
 import signal
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import click
@@ -73,17 +75,26 @@ def _worker_init(threads: int) -> None:
 Result = tuple[dict | None, str | None]  # a file's statistics, or its error message
 
 
+def named(message: str, src: str, dst: str) -> str:
+    """An error message that names its file: as it is if it names the input or the output,
+    else prefixed with the input's name (``stdin`` for ``-``)."""
+    if any(p != "-" and p in message for p in (src, dst)):
+        return message
+    return f"{'stdin' if src == '-' else src}: {message}"
+
+
 def _run_one(task: tuple[Job, str, str]) -> Result:
-    """One file; its error (bad input, an OS error) becomes its message, not an exception."""
+    """One file; its error (bad input, an OS error) becomes its message, naming the file, not
+    an exception."""
     global _busy
     job, src, dst = task
     _busy = True
     try:
         return job(src, dst), None
     except LcodecError as exc:
-        return None, str(exc)
+        return None, named(str(exc), src, dst)
     except OSError as exc:
-        return None, f"{src}: {exc.strerror or exc}"
+        return None, named(exc.strerror or str(exc), src, dst)
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP in a worker: stop quietly
         if _in_worker:
             os._exit(128 + getattr(exc, "signum", signal.SIGINT))
@@ -92,12 +103,14 @@ def _run_one(task: tuple[Job, str, str]) -> Result:
         _busy = False
 
 
-def _in_pool(tasks: list[tuple[Job, str, str]], jobs: int, collect) -> None:
-    """Run the tasks in ``jobs`` worker processes; on any interruption (Ctrl-C, SIGTERM,
-    SIGHUP) the workers are stopped and waited for before this returns."""
+def _in_pool(tasks: list[tuple[Job, str, str]], jobs: int, threads: int | None,
+             collect) -> None:
+    """Run the tasks in ``jobs`` worker processes of ``threads`` torch threads each (default:
+    the CPU cores shared out among them); on any interruption (Ctrl-C, SIGTERM, SIGHUP) the
+    workers are stopped and waited for before this returns."""
     import multiprocessing
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     pool = multiprocessing.Pool(jobs, initializer=_worker_init, initargs=(threads,))
     try:
         collect(pool.imap(_run_one, tasks))
@@ -109,12 +122,65 @@ def _in_pool(tasks: list[tuple[Job, str, str]], jobs: int, collect) -> None:
         pool.join()
 
 
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Run this process's jobs on ``threads`` torch threads (None: as they are), restored
+    afterwards."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _threads_notice(jobs: int, threads: int | None, quiet: bool) -> None:
+    """Say so when -j × --threads asks for more threads than there are CPU cores."""
+    cores = os.cpu_count() or 1
+    if threads is not None and jobs * threads > cores and not quiet:
+        asked = f"-j {jobs} × --threads {threads}" if jobs > 1 else f"--threads {threads}"
+        click.echo(f"Notice: {asked} runs {jobs * threads} threads on {cores} CPU cores; "
+                   "they will slow each other down", err=True)
+
+
+def _skipped(src: str, dst: str) -> dict:
+    return {"input": src, "output": dst, "skipped": True, "notices": []}
+
+
+def _skip_line(st: dict) -> str:
+    return f"{st['input']} -> {st['output']}: skipped, the output exists (--skip-existing)"
+
+
 def run_single(job: Job, paths: tuple[str, ...], verbose: bool, quiet: bool,
-               as_json: bool) -> None:
-    """IN OUT: errors propagate (one 'Error:' line from ``main``)."""
+               as_json: bool, threads: int | None = None) -> None:
+    """IN OUT: errors propagate (one 'Error:' line from ``main``, naming the file)."""
     if len(paths) != 2:
         raise click.UsageError("give IN and OUT, or several inputs with -o OUTDIR")
-    stats = job(paths[0], paths[1])
+    src, dst = paths
+    _threads_notice(1, threads, quiet)
+    try:
+        if job.skips(dst):
+            stats = _skipped(src, dst)
+        else:
+            with _torch_threads(threads):
+                stats = job(src, dst)
+    except LcodecError as exc:
+        raise LcodecError(named(str(exc), src, dst)) from None
+    except BrokenPipeError:  # stdout closed by its reader: ``main`` exits quietly
+        raise
+    except OSError as exc:
+        raise LcodecError(named(exc.strerror or str(exc), src, dst)) from None
+    if stats.get("skipped"):
+        if as_json:
+            click.echo(json.dumps(stats, sort_keys=True), err=dst == "-")
+        elif not quiet:
+            click.echo(_skip_line(stats), err=True)
+        return
     for notice in stats["notices"] if not quiet else ():
         click.echo(f"Notice: {notice}", err=True)
     if as_json:
@@ -124,9 +190,13 @@ def run_single(job: Job, paths: tuple[str, ...], verbose: bool, quiet: bool,
 
 
 def run_batch(job: Job, paths: tuple[str, ...], output_dir: str, suffix: str, jobs: int,
-              verbose: bool, quiet: bool, as_json: bool) -> None:
+              verbose: bool, quiet: bool, as_json: bool, threads: int | None = None) -> None:
     """IN… -o OUTDIR: each output named by its input's stem and ``suffix``; a failed file
-    gets an 'Error:' line and the others go on; exit 1 if any file failed."""
+    gets an 'Error:' line naming it and the others go on; outputs that --skip-existing skips
+    are counted; exit 1 if any file failed.
+
+    On a terminal a progress bar is drawn; elsewhere (a log, a pipe) each file gets one line:
+    its statistics, 'skipped' or its error (notices add theirs)."""
     if not paths:
         raise click.UsageError("no input files")
     if "-" in paths:
@@ -135,38 +205,60 @@ def run_batch(job: Job, paths: tuple[str, ...], output_dir: str, suffix: str, jo
     targets = [str(out / (Path(p).stem + suffix)) for p in paths]
     if len(set(targets)) != len(targets):
         raise LcodecError("two inputs would write the same output name; rename one")
-    tasks = [(job, p, t) for p, t in zip(paths, targets, strict=True)]
     t0 = time.perf_counter()
     results: list[Result] = []
-    show_bar = not quiet and not as_json and len(paths) > 1
-    lead = "\n" if show_bar else ""  # past the progress bar's line
+    tasks = []
+    for p, t in zip(paths, targets, strict=True):
+        try:
+            if job.skips(t):
+                results.append((_skipped(p, t), None))
+                continue
+        except LcodecError as exc:
+            results.append((None, named(str(exc), p, t)))
+            continue
+        tasks.append((job, p, t))
+    _threads_notice(jobs, threads, quiet)
+    show_bar = not quiet and not as_json and len(tasks) > 1 and sys.stderr.isatty()
+    # one line per file where no bar is drawn, and with -v
+    per_file = not quiet and not as_json and (verbose or not show_bar)
+
+    def report(stats: dict | None, err: str | None, lead: str = "") -> None:
+        """A file's lines; ``lead`` moves them past the progress bar's line."""
+        if err:
+            click.echo(f"{lead}Error: {err}", err=True)
+            return
+        for notice in stats["notices"] if not quiet else ():
+            click.echo(f"{lead}Notice: {notice}", err=True)
+        if as_json:
+            click.echo(json.dumps(stats, sort_keys=True))
+        elif per_file:
+            click.echo(_skip_line(stats) if stats.get("skipped") else job.line(stats),
+                       err=True)
+
+    for stats, err in results:  # the skipped and the refused, before any work
+        report(stats, err)
 
     def collect(iterator) -> None:
-        bar = click.progressbar(iterator, length=len(tasks), label=f"{job.verb} ",
+        bar = click.progressbar(iterator, length=len(tasks), label=job.verb,
                                 file=sys.stderr, show_pos=True) if show_bar \
             else nullcontext(iterator)
         with bar as done:
             for stats, err in done:
                 results.append((stats, err))
-                if err:
-                    click.echo(f"{lead}Error: {err}", err=True)
-                    continue
-                for notice in stats["notices"] if not quiet else ():
-                    click.echo(f"{lead}Notice: {notice}", err=True)
-                if as_json:
-                    click.echo(json.dumps(stats, sort_keys=True))
-                elif verbose and not quiet:
-                    click.echo(job.line(stats), err=True)
+                report(stats, err, "\n" if show_bar else "")
 
     if jobs == 1:
-        collect(map(_run_one, tasks))
-    else:
-        _in_pool(tasks, jobs, collect)
-    ok = [s for s, e in results if e is None and s]
-    failed = len(results) - len(ok)
+        with _torch_threads(threads) if tasks else nullcontext():
+            collect(map(_run_one, tasks))
+    elif tasks:
+        _in_pool(tasks, jobs, threads, collect)
+    ok = [s for s, e in results if e is None and s and not s.get("skipped")]
+    skipped = sum(1 for s, e in results if e is None and s and s.get("skipped"))
+    failed = len(results) - len(ok) - skipped
     if not quiet:
         total = sum(s["bytes"] for s in ok)
-        click.echo(f"{job.verb}d {len(ok)} of {len(results)} files ({failed} failed), "
+        counts = f"{skipped} skipped, {failed} failed" if skipped else f"{failed} failed"
+        click.echo(f"{job.verb}d {len(ok)} of {len(results)} files ({counts}), "
                    f"{total} bytes, {time.perf_counter() - t0:.1f} s", err=True)
     if failed:
         raise SystemExit(1)

@@ -90,7 +90,7 @@ def _fit_psnr(analysis: ImageAnalysis, target: float) -> RateResult:
     def measured(draft: Draft) -> float:
         return psnr_of(src.rgb, codec.decode(analysis.model, analysis.final(draft).lic).pixels)
 
-    found = fit_quality(analysis.draft_static, measured, target)
+    found = fit_quality(analysis.draft_static, measured, target, unit=" dB")
     return RateResult(analysis.draft(found.knob), found.knob)
 
 

@@ -155,7 +155,7 @@ class ImageAnalysis:
         out = {}
         if src.alpha is not None:
             out[SectionType.ALPHA] = sidecar.pack_alpha(src.alpha)
-        meta = sidecar.pack_metadata(src.icc, src.exif)
+        meta = sidecar.pack_metadata(src.icc, src.exif, src.xmp)
         if meta:
             out[SectionType.METADATA] = meta
         return out

@@ -115,7 +115,7 @@ def learning_curve(run: Path) -> list[dict]:
         step, cpu_h, knob, bpp, psnr, *rest = line.split(",")
         row = {"step": int(step), "cpu_hours": float(cpu_h), "knob": float(knob),
                "bpp": float(bpp), "psnr": float(psnr)}
-        if len(rest) >= 2 and rest[1]:  # logged since session 3 (crops over 96 px)
+        if len(rest) >= 2 and rest[1]:  # MS-SSIM: newer runs log it (crops over 96 px)
             row["msssim"] = float(rest[1])
         if rows and row["step"] < rows[-1]["step"]:
             rows = [r for r in rows if r["step"] < row["step"]]

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m lcodec.train.tcae make-codes --model lite-mse --images ../shared/data/train \\
+    python -m lcodec.train.tcae make-codes --model v2-mse --images ../shared/data/train \\
         --out codes.npz --knobs -0.3,0,0.3 [--limit N]
     python -m lcodec.train.tcae [train] --codes codes.npz --out runs/tcae [--steps N] \\
         [--max-minutes M]
