@@ -35,8 +35,11 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo_compare.py $(DEMO_IMAGE) $(OUT)/demo.lic $(OUT)/demo.png \
 		--picture $(OUT)/demo-compare.png
 
+# One pytest-xdist worker per core (TEST_WORKERS=0: one process); a test file stays on one
+# worker, so its module fixtures (a Ray runtime, a built wheel) are made once.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts

@@ -34,11 +34,28 @@ def test_every_subcommand_has_help(sub, capsys) -> None:
     assert code == 0 and "Usage:" in out
 
 
-def test_help_info_and_models_do_not_import_torch(lic_file) -> None:
+def test_help_info_and_models_do_not_import_torch_or_numpy(lic_file) -> None:
     code = ("import sys; from lcodec.cli import main; "
             f"main(['info', {str(lic_file)!r}]); main(['--help']); main(['models', '--all']); "
-            "sys.exit(1 if 'torch' in sys.modules else 0)")
+            "sys.exit(1 if 'torch' in sys.modules or 'numpy' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_a_missing_or_bad_input_is_reported_before_torch_numpy_or_pil(tmp_path) -> None:
+    bad = tmp_path / "bad.lic"
+    bad.write_bytes(b"not a lic file")
+    code = ("import sys; from lcodec.cli import main; "
+            f"a = main(['encode', {str(tmp_path / 'none.png')!r}, {str(tmp_path / 'a.lic')!r}]); "
+            f"b = main(['decode', {str(tmp_path / 'none.lic')!r}, {str(tmp_path / 'a.png')!r}]); "
+            f"c = main(['decode', {str(bad)!r}, {str(tmp_path / 'b.png')!r}]); "
+            f"d = main(['info', {str(bad)!r}]); "
+            "heavy = [m for m in ('torch', 'numpy', 'PIL.PngImagePlugin') if m in sys.modules]; "
+            "sys.exit(0 if (a, b, c, d) == (1, 1, 1, 1) and not heavy else 1)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 4 and all(line.startswith("Error: ") for line in lines)
+    assert "none.png not found" in lines[0] and "bad.lic" in lines[2]
 
 
 def test_encode_decode_info_round_trip(tmp_path, crop_path, capsys) -> None:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from lcodec import api, codec, container, encoder, models
-from lcodec.encoder.correction_choice import FILL_KNOB_STEP, FILL_TRIES
+from lcodec.effort import MAX_EFFORT, effort
+from lcodec.encoder.correction_choice import FILL_KNOB_STEP
 from lcodec.errors import LcodecError
 from lcodec.imageio import SourceImage
 from lcodec.metrics import psnr
@@ -78,7 +79,7 @@ def test_bpp_target_gives_the_largest_file_not_above_it(model, crop_rgb, target)
     assert res.bpp <= target
     if ceiling <= target:  # above the networks' range: a file at or near their top knob
         # (the correction layer fills the rest, from there or a few steps lower)
-        assert res.knob >= codec.KNOB_MAX - FILL_TRIES * FILL_KNOB_STEP - 1e-9
+        assert res.knob >= codec.KNOB_MAX - effort(MAX_EFFORT).fill_tries * FILL_KNOB_STEP - 1e-9
     else:
         assert res.bpp >= 0.9 * target, f"{res.bpp} far below {target} (knob {res.knob})"
 

@@ -62,7 +62,8 @@ def test_a_draft_is_the_size_of_its_packed_file(crop_rgb) -> None:
 
 def test_the_analysis_holds_no_switch_set_from_outside() -> None:
     names = {f.name for f in dataclasses.fields(ImageAnalysis)}
-    assert names == {"model", "source", "e_y", "e_c", "p", "coder", "synthesis", "_grids"}
+    assert names == {"model", "source", "e_y", "e_c", "p", "coder", "synthesis", "_grids",
+                     "_drafts"}
 
 
 def test_a_swept_knob_file_is_the_file_the_encoder_writes(crop_rgb) -> None:

@@ -257,6 +257,18 @@ def test_a_tcae_sweep_also_measures_the_static_tables_on_the_same_symbols(crop_p
         assert a["psnr"] == b["psnr"] and a["bytes"] != b["bytes"]
 
 
+def test_the_sweep_writes_the_files_of_the_effort_asked(crop_path, crop_rgb) -> None:
+    from lcodec import api
+    from lcodec.evaluate import runner
+
+    for effort, correction in ((1, False), (7, True)):
+        rows, _ = runner.sweep_lcodec(crop_path, knobs=(0.2,), effort=effort)
+        own = next(r for r in rows if r["codec"] == "lcodec")
+        assert own["bytes"] == len(api.encode(crop_rgb, knob=0.2, effort=effort))
+        plain = len(api.encode(crop_rgb, knob=0.2, correction=False))
+        assert (own["bytes"] != plain) == correction  # this crop takes a correction layer
+
+
 # --- bench ---------------------------------------------------------------------------------
 
 def test_bench_stages_reproduce_the_codec_bytes_and_pixels(crop_path, lcodec_model):
@@ -357,7 +369,7 @@ def test_bench_times_the_real_commands_beside_the_in_process_path(crop_path, cap
     before = torch.get_num_threads()
     try:
         rc = main([str(crop_path), "--device", "cpu", "--baselines", "", "--threads", "1",
-                         "--cli", "1"])
+                         "--cli", "1", "--bpp", "0.6", "--efforts", "1,2"])
     finally:
         torch.set_num_threads(before)
     out = capsys.readouterr().out
@@ -366,3 +378,9 @@ def test_bench_times_the_real_commands_beside_the_in_process_path(crop_path, cap
     row = next(line for line in section.splitlines() if line.startswith(f"| {crop_path.name} |"))
     cells = [float(c) for c in row.strip("|").split("|")[1:]]
     assert len(cells) == 5 and all(math.isfinite(x) and x > 0 for x in cells)
+    section = out[out.index("## Effort levels: wall seconds of `lcodec encode --bpp 0.6 -e N`"):]
+    rows = [line for line in section.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert len(rows) == 2
+    for line in rows:
+        seconds, _, bpp = (float(c.strip().rstrip("×")) for c in line.strip("|").split("|")[1:])
+        assert seconds > 0 and 0.5 < bpp <= 0.6

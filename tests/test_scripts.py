@@ -111,6 +111,17 @@ def test_bpp_targets_prints_its_table(small_folder) -> None:
     assert "| 1.0 | v2-mse | 1 |" in out
 
 
+def test_effort_table_measures_each_effort_and_resumes(small_folder, tmp_path) -> None:
+    rows = tmp_path / "rows.jsonl"
+    args = (small_folder, "--efforts", "1,2", "--targets", "1.0,2.0", "--rows", rows)
+    out = run_script("effort_table.py", *args)
+    assert "| 1 |" in out and "| 2 |" in out and "+0.00 %" in out
+    kept = rows.read_text().splitlines()
+    assert len(kept) == 2 * 2 * len(list(small_folder.iterdir()))
+    again = run_script("effort_table.py", *args)  # every file is in rows.jsonl: none re-encoded
+    assert rows.read_text().splitlines() == kept and '"seconds"' not in again
+
+
 def test_correction_ab_prints_a_row_per_image_and_target(small_folder) -> None:
     out = run_script("correction_ab.py", small_folder / "kodim05_odd.png", "--targets", "1.0")
     assert "| kodim05_odd, 1.0 |" in out

@@ -18,12 +18,12 @@ from PIL import Image
 from lcodec import codec, container, encoder, models
 from lcodec.devices import resolve_device
 from lcodec.errors import LcodecError
+from lcodec.fileio import read_file
 from lcodec.imageio import (
     SourceImage,
     checked_metadata,
     from_pil,
     load_image,
-    read_file,
     to_pil,
 )
 from lcodec.settings import EncodeSettings

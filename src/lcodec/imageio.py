@@ -174,18 +174,6 @@ def load_image(source: str | Path | BinaryIO, name: str = "input", alpha: str = 
         raise LcodecError(f"{name} could not be read as an image ({exc})") from None
 
 
-def read_file(path: str | Path, kind: str = "file") -> bytes:
-    """The bytes of a file, or an :class:`LcodecError` that names the path and the reason."""
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise LcodecError(f"{path} not found") from None
-    except IsADirectoryError:
-        raise LcodecError(f"{path} is a directory, not a {kind}") from None
-    except OSError as exc:
-        raise LcodecError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
 def list_images(folder: Path) -> list[Path]:
     """The image files directly in ``folder`` (by suffix, :data:`IMAGE_SUFFIXES`), sorted."""
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

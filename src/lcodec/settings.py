@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from lcodec.effort import DEFAULT_EFFORT, effort
 from lcodec.errors import LcodecError
 from lcodec.ratecontrol import KNOB_MAX, KNOB_MIN
 
@@ -27,7 +28,9 @@ class EncodeSettings:
     measured best at the target). ``alpha``: keep | drop. ``strip``: drop ICC, EXIF and XMP.
     ``entropy``: auto | tcae | static. ``synthesis``: auto | exact | float, the decoder the
     file names. ``correction``: let the encoder add a correction layer (format 1.3).
-    ``verify``: decode the final file's symbols again before returning it.
+    ``effort``: 1…9, how much the encoder searches (:mod:`lcodec.effort`; 1: networks only,
+    no correction layer). ``verify``: decode the final file's symbols again before
+    returning it.
     ``measure_psnr``: decode the file and report its RGB PSNR. ``device``: auto | cpu | cuda.
     """
 
@@ -43,6 +46,7 @@ class EncodeSettings:
     entropy: str = "auto"
     synthesis: str = "auto"
     correction: bool = True
+    effort: int = DEFAULT_EFFORT
     verify: bool = True
     measure_psnr: bool = False
 
@@ -62,6 +66,9 @@ class EncodeSettings:
             raise LcodecError(f"quality must be between 0 and 100, not {self.quality}")
         if self.psnr is not None and not math.isfinite(self.psnr):
             raise LcodecError(f"psnr must be a number of dB, not {self.psnr}")
+        if isinstance(self.effort, bool) or not isinstance(self.effort, int):
+            raise LcodecError(f"effort must be an integer from 1 to 9, not {self.effort!r}")
+        effort(self.effort)
         for name, choices in (("entropy", ENTROPY_CHOICES), ("synthesis", SYNTHESIS_CHOICES),
                               ("alpha", ALPHA_CHOICES)):
             if getattr(self, name) not in choices:

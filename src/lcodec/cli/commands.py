@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from lcodec import __version__
-from lcodec.cli.batch import run_batch, run_single
+from lcodec.cli.batch import named, run_batch, run_single
 from lcodec.cli.cluster import cluster_options
 from lcodec.cli.files import check_output, read_input, write_output
 from lcodec.cli.jobs import DecodeJob, EncodeJob, Job
+from lcodec.effort import DEFAULT_EFFORT
+from lcodec.errors import LcodecError
 from lcodec.settings import ALPHA_CHOICES, ENTROPY_CHOICES, SYNTHESIS_CHOICES, EncodeSettings
 
 if TYPE_CHECKING:
@@ -108,6 +110,11 @@ def _run(job: Job, paths: tuple[str, ...], output_dir: str | None, suffix: str, 
               help="Decoder the file names: exact (integer networks, the same pixels on "
                    "every machine; network v2 only), float, or auto (exact where the model "
                    "has it).")
+@click.option("-e", "--effort", type=click.IntRange(1, 9), default=DEFAULT_EFFORT,
+              show_default=True,
+              help="Encoder effort 1-9: higher searches more (the correction layer's fields, "
+                   "its rate slope, the knob) for smaller files at the same quality, and "
+                   "takes longer; 1 codes the networks alone. Any effort decodes the same.")
 @click.option("--correction/--no-correction", default=True, show_default=True,
               help="Let the encoder add a low-resolution correction layer where it buys more "
                    "than its bytes would on the networks (and to fill a --bpp/--size target "
@@ -182,14 +189,18 @@ def info(input_path: str, as_json: bool, map_path: str | None, max_pixels: int |
     (white: where the encoder spent the most bits; one level per 8 × 8 block).
     """
     from lcodec import container, models
-    from lcodec.imageio import image_format_for
 
     limit = max_pixels or container.DEFAULT_MAX_PIXELS
     if map_path is not None:
+        from lcodec.imageio import image_format_for  # numpy and PIL for the map only
+
         image_format_for(map_path)
         check_output(map_path, force)
     data = read_input(input_path)
-    h, sections = container.read_header(data, limit)
+    try:
+        h, sections = container.read_header(data, limit)
+    except LcodecError as exc:
+        raise LcodecError(named(str(exc), input_path, "-")) from None
     model = models.by_id(h.model_id)  # its name beside the id, or None when not installed
     out = {
         "file": input_path, "bytes": len(data), "width": h.width, "height": h.height,

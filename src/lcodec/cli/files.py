@@ -15,7 +15,7 @@ def read_input(path: str) -> bytes:
     """The bytes of ``path``, or of stdin for ``-``."""
     if path == "-":
         return sys.stdin.buffer.read()
-    from lcodec.imageio import read_file
+    from lcodec.fileio import read_file
 
     return read_file(path)
 

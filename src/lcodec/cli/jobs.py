@@ -32,7 +32,7 @@ class EncodeJob:
         if not self.skip_existing or output_path == "-" or not Path(output_path).is_file():
             return False
         from lcodec import container
-        from lcodec.imageio import read_file
+        from lcodec.fileio import read_file
 
         try:
             container.read_header(read_file(output_path))
@@ -47,16 +47,17 @@ class EncodeJob:
         """Encode one file; returns its statistics. Raises LcodecError on bad input."""
         import io
 
-        from lcodec import api
-        from lcodec.imageio import load_image
-
         check_output(output_path, self.force)
         t0 = time.perf_counter()
         # A file is opened by path, so its compressed bytes are not held during the encode.
         stdin = input_path == "-"
         source = io.BytesIO(read_input("-")) if stdin else input_file(input_path)
+        from lcodec.imageio import load_image  # numpy and PIL once there is an input
+
         src = load_image(source, "stdin" if stdin else input_path, self.settings.alpha,
                          self.settings.strip)
+        from lcodec import api  # the networks (torch) only once the input is readable
+
         res = api.encode_with_stats(src, self.settings)
         seconds = time.perf_counter() - t0
         write_output(output_path, res.data, self.force)
@@ -96,7 +97,15 @@ class DecodeJob:
 
     def __call__(self, input_path: str, output_path: str) -> dict:
         """Decode one file; returns its statistics. Raises LcodecError on bad input."""
-        from lcodec import api, container
+        from lcodec import container
+        from lcodec.pil import decoded_mode
+
+        check_output(output_path, self.force)
+        t0 = time.perf_counter()
+        data = read_input(input_path)
+        header = container.read_header(data, self.max_pixels)
+        # numpy, PIL and the networks (torch) only once the file's header is good
+        from lcodec import api
         from lcodec.imageio import (
             DEFAULT_OUT_QUALITY,
             check_format_holds,
@@ -104,13 +113,10 @@ class DecodeJob:
             image_format_for,
             is_lossy,
         )
-        from lcodec.pil import decoded_mode
 
         fmt = image_format_for(output_path)
-        check_output(output_path, self.force)
-        t0 = time.perf_counter()
-        data = read_input(input_path)
-        check_format_holds(fmt, decoded_mode(*container.read_header(data, self.max_pixels)))
+        check_format_holds(fmt, decoded_mode(*header))
+
         img, notices = api.decode_with_notices(data, self.device, self.max_pixels)
         seconds = time.perf_counter() - t0
         quality = DEFAULT_OUT_QUALITY if self.out_quality is None else self.out_quality

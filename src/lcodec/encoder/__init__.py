@@ -16,6 +16,7 @@ import numpy as np
 
 from lcodec import codec, container, models
 from lcodec.devices import resolve_device
+from lcodec.effort import DEFAULT_EFFORT, effort
 from lcodec.encoder.analysis import ImageAnalysis, analyse
 from lcodec.encoder.correction_choice import LOW_FILL, corrected
 from lcodec.encoder.draft import Draft
@@ -47,15 +48,17 @@ def encode(src: SourceImage, settings: EncodeSettings) -> Encoding:
     """Encode ``src`` as ``settings`` ask (see :class:`EncodeSettings` for the rate
     settings): one file, packed once."""
     s = settings
+    plan = effort(s.effort)
+    with_correction = s.correction and plan.correction
     device = resolve_device(s.device)
     budget = None
     if s.targets_size:
         pixels = src.width * src.height
         budget = int(s.size) if s.size is not None else math.floor(s.bpp * pixels / 8)
         target_bpp = s.bpp if s.bpp is not None else budget * 8 / pixels
-        res, analysis = fit_size(src, budget, target_bpp, s, device)
-        if s.correction:
-            res = corrected(analysis, res, budget)
+        res, analysis = fit_size(src, budget, target_bpp, s, device, plan.close)
+        if with_correction:
+            res = corrected(analysis, res, budget, plan)
     else:
         analysis = analyse(models.load(models.find(s.model), device), src, s.entropy,
                            s.synthesis)
@@ -65,8 +68,8 @@ def encode(src: SourceImage, settings: EncodeSettings) -> Encoding:
             knob = quality_to_knob(s.quality) if s.quality is not None else (
                 DEFAULT_KNOB if s.knob is None else s.knob)
             res = RateResult(analysis.draft(knob), round(knob, 3))
-            if s.correction:
-                res = corrected(analysis, res, None)
+            if with_correction:
+                res = corrected(analysis, res, None, plan)
     final = analysis.final(res.data)
     if s.verify:
         verify(analysis, final)
@@ -94,13 +97,15 @@ def _fit_psnr(analysis: ImageAnalysis, target: float) -> RateResult:
     return RateResult(analysis.draft(found.knob), found.knob)
 
 
-def file_at_knob(analysis: ImageAnalysis, knob: float, correction: bool = True) -> Draft:
-    """The final draft the encoder writes at a fixed ``knob`` (with the correction layer it
-    chooses there, unless ``correction`` is off): what ``--knob`` gives, for sweeps that
-    share one analysis over many knobs."""
+def file_at_knob(analysis: ImageAnalysis, knob: float, correction: bool = True,
+                 level: int = DEFAULT_EFFORT) -> Draft:
+    """The final draft the encoder writes at a fixed ``knob`` and effort ``level`` (with
+    the correction layer it chooses there, unless ``correction`` is off): what ``--knob``
+    gives, for sweeps that share one analysis over many knobs."""
+    plan = effort(level)
     res = RateResult(analysis.draft(knob), round(knob, 3))
-    if correction:
-        res = corrected(analysis, res, None)
+    if correction and plan.correction:
+        res = corrected(analysis, res, None, plan)
     return analysis.final(res.data)
 
 

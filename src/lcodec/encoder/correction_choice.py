@@ -21,24 +21,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lcodec import codec, correction
+from lcodec import correction
 from lcodec.container import SECTION_HEADER_SIZE, SectionType
 from lcodec.correction import Correction, axis_weights, field_shape
+from lcodec.effort import Effort, lambda_slope
 from lcodec.encoder.analysis import ImageAnalysis
 from lcodec.encoder.draft import Draft
 from lcodec.encoder.rate import fit_analysis
 from lcodec.ratecontrol import KNOB_MAX, KNOB_MIN, BelowRange, RateResult
 
 LOW_FILL = 0.97  # a budget is filled to at least this share where that costs little
-LUMA_STEPS = (1, 2, 4, 8, 16, 32)  # quarter levels; chroma (Co, Cg span twice Y's range) twice
-RD_BLOCKS = (3, 4, 5, 6, 7)  # log2 block sizes weighed against the networks' slope
 FILL_BLOCKS = (0, 1, 2, 3, 4, 5, 6, 7)  # and those tried to fill a target above their range
 MAX_STEP = 255
 FILL_TOLERANCE = 1.05  # squared error a filling correction may add over the best
 SLOPE_KNOB_STEPS = (0.1, 0.2)  # the networks' rate slope: chords to files this far down
 FILL_FROM_KNOB = 0.5  # with a byte budget, networks' files at or above this knob ...
 FILL_KNOB_STEP = 0.15  # ... are also tried this much lower, the correction filling the rest
-FILL_TRIES = 3  # at most this many steps down (while each beats the last)
 
 _TO_YCOCG = np.array([[0.25, 0.5, 0.25], [1.0, 0.0, -1.0], [-0.5, 1.0, -0.5]])
 
@@ -131,23 +129,26 @@ def coded(source: np.ndarray, decoded: np.ndarray, f: np.ndarray, log2_block: in
 
 
 def candidates(source: np.ndarray, decoded: np.ndarray, gray: bool,
-               blocks: tuple[int, ...]) -> Iterator[Choice]:
-    """Every (block, step) correction of ``decoded`` towards ``source``, coded and applied."""
+               blocks: tuple[int, ...], steps: tuple[int, ...]) -> Iterator[Choice]:
+    """Every (block, step) correction of ``decoded`` towards ``source``, coded and applied
+    (``steps``: luma steps in quarter levels; chroma's, whose Co and Cg span twice Y's range,
+    are twice them)."""
     for lb in blocks:
         f = fit_field(source, decoded, lb, gray)
-        for step in LUMA_STEPS:
+        for step in steps:
             c = coded(source, decoded, f, lb, step)
             if c is not None:
                 yield c
 
 
 def best_for_slope(source: np.ndarray, decoded: np.ndarray, gray: bool, slope: float,
-                   room: int) -> Choice | None:
-    """The correction maximising gain − ``slope`` × bytes (at most ``room`` bytes), if any
-    gains more than its bytes would on the networks."""
+                   room: int, blocks: tuple[int, ...], steps: tuple[int, ...]
+                   ) -> Choice | None:
+    """The correction among ``blocks`` × ``steps`` maximising gain − ``slope`` × bytes (at
+    most ``room`` bytes), if any gains more than its bytes would on the networks."""
     base = sse(source, decoded)
     best, best_net = None, 0.0
-    for c in candidates(source, decoded, gray, RD_BLOCKS):
+    for c in candidates(source, decoded, gray, blocks, steps):
         net = base - c.sse - slope * c.size
         if c.size <= room and net > best_net:
             best, best_net = c, net
@@ -195,18 +196,24 @@ def with_fix(draft: Draft, fix: Correction) -> Draft:
     return draft.with_section(SectionType.CORRECTION, correction.pack(fix))
 
 
-def _network_slope(analysis: ImageAnalysis, res: RateResult) -> float:
-    """Squared error (RGB, summed) the networks remove per byte near ``res``'s knob: the
-    smaller of the chords (float decodings) to files ``SLOPE_KNOB_STEPS`` lower, or higher
-    near -1. Smooth curves are convex, so the shorter chord is the closer; on flat images
-    the error is not monotone in the knob, and the smaller chord keeps a noisy one from
-    ruling the correction out (:func:`corrected` checks the result against ``res``)."""
+def _network_slope(analysis: ImageAnalysis, res: RateResult, plan: Effort) -> float:
+    """Squared error (RGB, summed) the networks remove per byte near ``res``'s knob.
+
+    Measured (``plan.measured_slope``, or a model not trained on MSE): the smaller of the
+    chords (float decodings) to files ``SLOPE_KNOB_STEPS`` lower, or higher near -1. Smooth
+    curves are convex, so the shorter chord is the closer; on flat images the error is not
+    monotone in the knob, and the smaller chord keeps a noisy one from ruling the correction
+    out (:func:`corrected` checks the result against ``res``). Otherwise the formula from
+    the model's training λ (:func:`~lcodec.effort.lambda_slope`), with no decode."""
     src = analysis.source
+    lam_range = analysis.model.config.lam_range
+    trained_on_mse = analysis.model.info.card.get("training", {}).get("distortion",
+                                                                      "mse") == "mse"
+    if not plan.measured_slope and trained_on_mse and min(lam_range) > 0:
+        return lambda_slope(lam_range, res.knob)
 
     def error(knob: float) -> float:
-        pixels = codec.reconstruct(analysis.model, analysis.codes(knob), src.width,
-                                   src.height, src.gray)
-        return sse(src.rgb, pixels)
+        return sse(src.rgb, analysis.float_pixels(knob))
 
     here = error(res.knob)
     slopes = []
@@ -220,13 +227,29 @@ def _network_slope(analysis: ImageAnalysis, res: RateResult) -> float:
 
 @dataclass
 class _Candidate:
-    """A file and the squared error (RGB, summed) of the pixels it decodes to."""
+    """A file and the squared error (RGB, summed) of the pixels it decodes to (``exact``:
+    measured on its exact decode, else estimated: its field was fitted and weighed on the
+    pixels of another knob)."""
 
     res: RateResult
     sse: float
+    exact: bool = True
+    fix: Correction | None = None  # of an estimated one
 
 
-def corrected(analysis: ImageAnalysis, res: RateResult, budget: int | None) -> RateResult:
+def _measured(analysis: ImageAnalysis, cand: _Candidate) -> _Candidate:
+    """``cand`` with its squared error measured on the exact decode of its file."""
+    if cand.exact:
+        return cand
+    src = analysis.source
+    pixels = analysis.decoded_pixels(cand.res.knob)
+    if cand.fix is not None:
+        pixels = correction.apply(pixels, cand.fix)
+    return _Candidate(cand.res, sse(src.rgb, pixels))
+
+
+def corrected(analysis: ImageAnalysis, res: RateResult, budget: int | None,
+              plan: Effort) -> RateResult:
     """``res`` (a :class:`Draft` of the networks alone) with the correction layer the encoder
     chooses.
 
@@ -235,16 +258,17 @@ def corrected(analysis: ImageAnalysis, res: RateResult, budget: int | None) -> R
     otherwise such a gainful one, the networks then refitted to the bytes left. Near the
     top of the networks' range (knob >= ``FILL_FROM_KNOB``, where they gain little per
     byte) files ``FILL_KNOB_STEP`` lower, their correction filling the budget, are tried
-    as well, stepping down while each beats the last. The result is never worse than ``res``
-    (squared error at a size within the budget)."""
+    as well (``plan.fill_tries`` at most), stepping down while each beats the last. The
+    result is never worse than ``res`` (squared error at a size within the budget, on the
+    pixels the plan fits to)."""
     if budget is None:
-        return _gainful(analysis, res, None).res
+        return _gainful(analysis, res, None, plan).res
     if res.knob >= KNOB_MAX and len(res.data) < budget:
         best = _filled(analysis, res, budget)
     else:
-        best = _gainful(analysis, res, budget)
+        best = _gainful(analysis, res, budget, plan)
     knob = res.knob
-    for _ in range(FILL_TRIES):
+    for _ in range(plan.fill_tries):
         knob = round(knob - FILL_KNOB_STEP, 3)
         if knob + FILL_KNOB_STEP < FILL_FROM_KNOB or knob < KNOB_MIN:
             break
@@ -252,6 +276,7 @@ def corrected(analysis: ImageAnalysis, res: RateResult, budget: int | None) -> R
         if len(lower) >= budget:
             break
         other = _filled(analysis, RateResult(lower, knob), budget)
+        best = _measured(analysis, best)  # compared on exact decodes, as other's error is
         filled = min(len(best.res.data), math.ceil(LOW_FILL * budget))
         if other.sse >= best.sse or len(other.res.data) < filled:  # better, and as full
             break
@@ -259,9 +284,21 @@ def corrected(analysis: ImageAnalysis, res: RateResult, budget: int | None) -> R
     return best.res
 
 
+def _pixels(analysis: ImageAnalysis, knob: float, plan: Effort, final: bool) -> np.ndarray:
+    """The pixels a correction at ``knob`` is fitted to: the exact decode where the plan
+    asks or the knob is ``final`` (its grid calibration is then the file's own, so only the
+    exact synthesis is added), else a float decode."""
+    if plan.exact_pixels or final:
+        return analysis.decoded_pixels(knob)
+    return analysis.float_pixels(knob)
+
+
 def _filled(analysis: ImageAnalysis, res: RateResult, budget: int) -> _Candidate:
     """``res`` (below ``budget``) with the correction of least error that fits the budget,
-    filling it to ``LOW_FILL`` where that costs little (:func:`best_within`)."""
+    filling it to ``LOW_FILL`` where that costs little (:func:`best_within`). Fitted to the
+    exact decode at every effort: a filling field goes down to per-pixel residuals, where
+    only the exact pixels make the file reach what it promises (lossless, for a flat
+    image)."""
     src = analysis.source
     decoded = analysis.decoded_pixels(res.knob)
     choice = best_within(src.rgb, decoded, src.gray, budget - len(res.data),
@@ -271,16 +308,18 @@ def _filled(analysis: ImageAnalysis, res: RateResult, budget: int) -> _Candidate
     return _Candidate(RateResult(with_fix(res.data, choice.fix), res.knob), choice.sse)
 
 
-def _gainful(analysis: ImageAnalysis, res: RateResult, budget: int | None) -> _Candidate:
+def _gainful(analysis: ImageAnalysis, res: RateResult, budget: int | None, plan: Effort
+             ) -> _Candidate:
     """``res`` with the correction that gains more than its bytes would on the networks
     (at most a quarter of a ``budget``), the networks then refitted to the bytes left;
     ``res`` itself where none does or the refitted file is no better."""
     src = analysis.source
-    decoded = analysis.decoded_pixels(res.knob)
-    base = _Candidate(res, sse(src.rgb, decoded))
-    slope = _network_slope(analysis, res)
+    exact = plan.exact_pixels or budget is None
+    decoded = _pixels(analysis, res.knob, plan, final=exact)
+    base = _Candidate(res, sse(src.rgb, decoded), exact)
+    slope = _network_slope(analysis, res, plan)
     room = budget // 4 if budget is not None else 1 << 62
-    choice = best_for_slope(src.rgb, decoded, src.gray, slope, room)
+    choice = best_for_slope(src.rgb, decoded, src.gray, slope, room, plan.blocks, plan.steps)
     if choice is None:
         return base
     if budget is None:
@@ -289,9 +328,15 @@ def _gainful(analysis: ImageAnalysis, res: RateResult, budget: int | None) -> _C
     target = budget - choice.size
     for _ in range(2):  # refit the networks to the bytes left, then the field to their pixels
         try:
-            net = fit_analysis(analysis, target)
+            net = fit_analysis(analysis, target, plan.close)
         except BelowRange:
             return base
+        if not plan.refit_field:  # the field of the first knob, on the networks' new file
+            data = with_fix(net.data, fix)
+            if len(data) <= budget:
+                return _Candidate(RateResult(data, net.knob), choice.sse, False, fix)
+            target -= len(data) - budget
+            continue
         pixels = analysis.decoded_pixels(net.knob)
         fix = fit(src.rgb, pixels, fix.log2_block, fix.step_luma, fix.step_chroma, src.gray)
         data = with_fix(net.data, fix)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from lcodec.effort import DEFAULT_EFFORT
 from lcodec.errors import LcodecError
 
 ALL_CODECS = "lcodec,jpeg,webp,jpeg2000,avif,heic,jxl"
@@ -61,6 +62,8 @@ def parse_range(text: str) -> tuple[float, float]:
               show_default=True, help="Target bpp of the crops (nearest setting).")
 @click.option("--bd-fit", type=click.Choice(["pchip", "cubic"]), default="pchip",
               show_default=True, help="BD-rate fit: piecewise-cubic Hermite or cubic polynomial.")
+@click.option("-e", "--effort", type=click.IntRange(1, 9), default=DEFAULT_EFFORT,
+              show_default=True, help="lcodec's encoder effort for its files.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Worker processes (one (codec, image) sweep each).")
 @click.option("--threads", type=click.IntRange(0, 256), default=0,
@@ -69,7 +72,8 @@ def parse_range(text: str) -> tuple[float, float]:
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def eval_command(images: tuple[str, ...], codecs: str, out_dir: str, anchor: str,
                  rate_range: str, model: str | None, device: str, crops: bool, crop_bpp: float,
-                 bd_fit: str, jobs: int, threads: int, force: bool, quiet: bool) -> None:
+                 bd_fit: str, effort: int, jobs: int, threads: int, force: bool, quiet: bool
+                 ) -> None:
     """Sweep lcodec and traditional codecs over IMAGES (files or folders) on real bytes.
 
     Writes per-image and per-dataset curves, BD-rates against the anchor, RD plots and a
@@ -95,11 +99,12 @@ def eval_command(images: tuple[str, ...], codecs: str, out_dir: str, anchor: str
     argv += ["--device", device]
     if crops:
         argv += ["--crops", "--crop-bpp", f"{crop_bpp:g}"]
-    argv += ["--bd-fit", bd_fit, "-j", str(jobs)]
+    argv += ["--bd-fit", bd_fit, "--effort", str(effort), "-j", str(jobs)]
     if threads:
         argv += ["--threads", str(threads)]
     cfg = EvalConfig(images=paths, codecs=names, out=out, anchor=anchor, rate_range=(lo, hi),
-                     model=model, device=device, crops=crops, crop_bpp=crop_bpp, jobs=jobs,
+                     model=model, device=device, crops=crops, crop_bpp=crop_bpp,
+                     effort=effort, jobs=jobs,
                      bd_fit=bd_fit, threads=threads, command=shlex.join(argv))
 
     def log(line: str) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lcodec.effort import DEFAULT_EFFORT
 from lcodec.errors import LcodecError
 from lcodec.evaluate import baselines
 from lcodec.evaluate.images import centre_crop, load_source
@@ -45,6 +46,7 @@ class EvalConfig:
     device: str = "cpu"
     crops: bool = False
     crop_bpp: float = 0.25
+    effort: int = DEFAULT_EFFORT  # lcodec's encoder effort (what its files' correction costs)
     jobs: int = 1
     bd_fit: str = "pchip"
     threads: int = 0  # torch threads per worker; 0 = cpu_count // jobs
@@ -167,8 +169,8 @@ def sweep_baseline(name: str, path: Path, crop_bpp: float | None = None
 
 
 def sweep_lcodec(path: Path, model: str | None = None, device: str = "cpu",
-                 knobs: tuple[float, ...] = LCODEC_KNOBS, crop_bpp: float | None = None
-                 ) -> tuple[list[Row], Crop | None]:
+                 knobs: tuple[float, ...] = LCODEC_KNOBS, crop_bpp: float | None = None,
+                 effort: int = DEFAULT_EFFORT) -> tuple[list[Row], Crop | None]:
     """One analysis per image, then real `.lic` files at every knob, each with the correction
 layer the encoder chooses at that knob (:func:`lcodec.encoder.file_at_knob`), decoded by the
 API.
@@ -202,7 +204,7 @@ API.
     companion = not analysis.coder.cheap
     for knob in knobs:
         t0 = time.perf_counter()
-        chosen = encoder.file_at_knob(analysis, knob)
+        chosen = encoder.file_at_knob(analysis, knob, level=effort)
         data = container.pack(chosen.lic)
         t1 = time.perf_counter()
         if data in seen:  # a saturated knob: same file, same scores
@@ -229,14 +231,15 @@ API.
     return rows + static_rows, keep.best
 
 
-def run_job(job: tuple[str, Path, str | None, str, float | None]) -> JobResult:
+def run_job(job: tuple[str, Path, str | None, str, float | None, int]) -> JobResult:
     """One (codec, image) sweep; errors come back as text so one bad file names itself."""
-    name, path, model, device, crop_bpp = job
+    name, path, model, device, crop_bpp, effort = job
     res = JobResult(name, path.name)
     t0 = time.perf_counter()
     try:
         if name == baselines.LCODEC:
-            res.rows, res.crop = sweep_lcodec(path, model, device, crop_bpp=crop_bpp)
+            res.rows, res.crop = sweep_lcodec(path, model, device, crop_bpp=crop_bpp,
+                                              effort=effort)
         else:
             res.rows, res.crop = sweep_baseline(name, path, crop_bpp)
     except LcodecError as exc:
@@ -258,7 +261,8 @@ def run_sweeps(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None
     """All (codec, image) sweeps, lcodec's first (the longest), in ``cfg.jobs`` processes."""
     crop_bpp = cfg.crop_bpp if cfg.crops else None
     order = sorted(cfg.codecs, key=lambda c: c != baselines.LCODEC)
-    jobs = [(c, p, cfg.model, cfg.device, crop_bpp) for c in order for p in cfg.images]
+    jobs = [(c, p, cfg.model, cfg.device, crop_bpp, cfg.effort) for c in order
+            for p in cfg.images]
     results: list[JobResult] = []
 
     def done(res: JobResult) -> None:

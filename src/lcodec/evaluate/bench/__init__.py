@@ -1,7 +1,7 @@
 """Speed and memory of lcodec, stage by stage, next to JPEG, WebP and AVIF (``make bench``).
 
 ``python -m lcodec.evaluate.bench [IMAGES…] [--knob K | --bpp B] [--device cpu|cuda|all]
-[--entropy auto|static|tcae]``
+[--entropy auto|static|tcae] [--efforts 1,4,9]``
 
 For each image (default: the Kodak folder ``../shared/data/kodak`` beside the checkout) it
 times one lcodec encode and one decode, split into stages. The entropy method is the one
@@ -44,6 +44,10 @@ knob, ``.lic → .png``), next to the start-up every command pays before its fir
 (Python, ``import torch``, loading the model: a subprocess that does only that) and the
 in-process times above. CLI − start-up − in-process is the PNG reading/writing and the
 checks of the command (``encode`` also verifies its file by decoding the symbols).
+
+Effort levels (``--efforts``, default 1, the default effort and 9): the wall seconds of
+``lcodec encode IMG OUT.lic --bpp B -e N`` (``--knob K`` without ``--bpp``) on the ``--cli``
+images, and the bpp of each file.
 
 Times are the best of ``--repeat`` runs after one untimed warm-up. The baselines are timed on
 the same images at the setting of their ``lcodec eval`` sweep whose bpp is closest to lcodec's

@@ -1,5 +1,6 @@
 """The command line as a user meets it: wall seconds of ``lcodec encode``/``decode`` run as
-subprocesses, and of a process that only starts up."""
+subprocesses, and of a process that only starts up; and ``lcodec encode`` at each effort
+level."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ class CliTiming:
     startup_s: float
     encode_s: float
     decode_s: float
+
+
+@dataclass
+class EffortTiming:
+    effort: int
+    encode_s: list[float]  # per image, the best of the repeats
+    bpp: list[float]  # per image
 
 
 def _wall(cmd: list[str], repeat: int, env: dict[str, str]) -> float:
@@ -40,8 +48,7 @@ def time_cli(path: Path, model_stem: str, knob: float, repeat: int, threads: int
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    script = Path(sys.executable).with_name("lcodec")  # the command users run
-    py = [str(script)] if script.exists() else [sys.executable, "-m", "lcodec.cli"]
+    py = _command()
     with tempfile.TemporaryDirectory() as tmp:
         lic, png = str(Path(tmp) / "a.lic"), str(Path(tmp) / "a.png")
         startup = _wall([sys.executable, "-c",
@@ -51,3 +58,33 @@ def time_cli(path: Path, model_stem: str, knob: float, repeat: int, threads: int
                      model_stem, "--entropy", entropy, "--force", "-q"], repeat, env)
         dec = _wall([*py, "decode", lic, png, "--force", "-q"], repeat, env)
     return CliTiming(path.name, startup, enc, dec)
+
+
+def _command() -> list[str]:
+    script = Path(sys.executable).with_name("lcodec")  # the command users run
+    return [str(script)] if script.exists() else [sys.executable, "-m", "lcodec.cli"]
+
+
+def time_efforts(paths: list[Path], efforts: list[int], rate: list[str], repeat: int,
+                 threads: int) -> list[EffortTiming]:
+    """Wall seconds of ``lcodec encode IMG OUT.lic RATE -e N`` (``rate``: ``--bpp B`` or
+    ``--knob K``) on each image at each effort, and the bpp of its file."""
+    import tempfile
+
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        lic = Path(tmp) / "a.lic"
+        for effort in efforts:
+            row = EffortTiming(effort, [], [])
+            for path in paths:
+                row.encode_s.append(_wall([*_command(), "encode", str(path), str(lic), *rate,
+                                           "-e", str(effort), "--force", "-q"], repeat, env))
+                from PIL import Image
+
+                with Image.open(path) as im:
+                    row.bpp.append(lic.stat().st_size * 8 / (im.width * im.height))
+            out.append(row)
+    return out

@@ -11,13 +11,20 @@ from pathlib import Path
 
 import numpy as np
 
+from lcodec.effort import DEFAULT_EFFORT, MAX_EFFORT
 from lcodec.errors import LcodecError
 from lcodec.evaluate import bench
 from lcodec.evaluate.bench.baseline_times import BaselineTiming, time_baseline
-from lcodec.evaluate.bench.cli_times import time_cli
+from lcodec.evaluate.bench.cli_times import time_cli, time_efforts
 from lcodec.evaluate.bench.memory import max_rss_lifetime, rss_bytes
 from lcodec.evaluate.bench.stages import LcodecTiming, time_lcodec
-from lcodec.evaluate.bench.tables import cli_table, entropy_note, ratio_table, stage_table
+from lcodec.evaluate.bench.tables import (
+    cli_table,
+    effort_table,
+    entropy_note,
+    ratio_table,
+    stage_table,
+)
 
 DEFAULT_BASELINES = ("jpeg", "webp", "avif")
 DEFAULT_IMAGES = Path(__file__).resolve().parents[4] / ".." / "shared" / "data" / "kodak"
@@ -107,6 +114,15 @@ def run(args: argparse.Namespace, out=print) -> None:
             "their start-up, and the in-process times above")
         out("")
         out(cli_table(cli, cpu_rows))
+    if args.efforts and args.cli:
+        efforts = [int(e) for e in args.efforts.split(",")]
+        rate = ["--knob", str(args.knob)] if args.bpp is None else ["--bpp", str(args.bpp)]
+        timed = time_efforts(images[: args.cli], efforts, rate, args.repeat, args.threads)
+        out("")
+        out(f"## Effort levels: wall seconds of `lcodec encode {' '.join(rate)} -e N` "
+            f"(default effort {DEFAULT_EFFORT}), first {args.cli} images")
+        out("")
+        out(effort_table(timed))
     if names:
         rows = cpu_rows or rows
         base: dict[str, list[BaselineTiming]] = {n: [] for n in names}
@@ -147,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="only the first N images")
     ap.add_argument("--cli", type=int, default=2,
                     help="also time the real commands on the first N images (0: no)")
+    ap.add_argument("--efforts", default=f"1,{DEFAULT_EFFORT},{MAX_EFFORT}",
+                    help="effort levels whose `lcodec encode` is timed on the --cli images "
+                         "('' for none)")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args(argv)

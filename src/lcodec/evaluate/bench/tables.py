@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from lcodec.evaluate.bench.baseline_times import BaselineTiming
-from lcodec.evaluate.bench.cli_times import CliTiming
+from lcodec.evaluate.bench.cli_times import CliTiming, EffortTiming
 from lcodec.evaluate.bench.stages import DECODE_STAGES, ENCODE_STAGES, LcodecTiming
 
 
@@ -64,6 +64,18 @@ def cli_table(cli: list[CliTiming], rows: list[LcodecTiming]) -> str:
                      f"{sum(r.decode.values()):.2f} |")
     return "\n".join(lines)
 
+
+
+def effort_table(rows: list[EffortTiming]) -> str:
+    """Effort → mean CLI encode seconds and bpp, and the seconds against the lowest effort."""
+    lines = ["| effort | CLI encode s (mean) | × effort " + str(rows[0].effort) + " | bpp (mean) |",
+             "|---:|---:|---:|---:|"]
+    first = float(np.mean(rows[0].encode_s))
+    for r in rows:
+        enc = float(np.mean(r.encode_s))
+        lines.append(f"| {r.effort} | {enc:.2f} | {enc / first:.1f}× | "
+                     f"{float(np.mean(r.bpp)):.4f} |")
+    return "\n".join(lines)
 
 
 def ratio_table(rows: list[LcodecTiming], base: dict[str, list[BaselineTiming]]) -> str:
