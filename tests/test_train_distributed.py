@@ -21,10 +21,12 @@ HELPER = Path(__file__).with_name("tiny_train.py")
 
 
 def _config(folder: Path, out: Path) -> Path:
-    """Batch 4 (2 crops a rank), flat crops weighted ×4, a log row and checkpoint often."""
+    """Batch 4 (2 crops a rank), flat crops weighted ×4, a log row and checkpoint often; fp32
+    (on a CPU with native bf16, autocast would round a rank's half batch differently from
+    the whole batch, by more than the float-rounding tolerance checked here)."""
     cfg = {"data": str(folder), "net": "v2-tiny", "batch": 4, "crop": 32,
            "val_fraction": 0.3, "val_crop": 32, "ckpt_every": 2, "log_every": 1,
-           "threads": 1, "flat_fraction": 0.5, "flat_weight": 4.0}
+           "threads": 1, "flat_fraction": 0.5, "flat_weight": 4.0, "amp": False}
     path = out / "cfg.json"
     path.write_text(json.dumps(cfg))
     return path
