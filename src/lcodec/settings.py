@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from lcodec.effort import DEFAULT_EFFORT, effort
+from lcodec.effort import DEFAULT_EFFORT, MAX_EFFORT, MIN_EFFORT, effort
 from lcodec.errors import LcodecError
 from lcodec.ratecontrol import KNOB_MAX, KNOB_MIN
 
@@ -67,7 +67,8 @@ class EncodeSettings:
         if self.psnr is not None and not math.isfinite(self.psnr):
             raise LcodecError(f"psnr must be a number of dB, not {self.psnr}")
         if isinstance(self.effort, bool) or not isinstance(self.effort, int):
-            raise LcodecError(f"effort must be an integer from 1 to 9, not {self.effort!r}")
+            raise LcodecError(f"effort must be an integer from {MIN_EFFORT} to {MAX_EFFORT}, "
+                              f"not {self.effort!r}")
         effort(self.effort)
         for name, choices in (("entropy", ENTROPY_CHOICES), ("synthesis", SYNTHESIS_CHOICES),
                               ("alpha", ALPHA_CHOICES)):

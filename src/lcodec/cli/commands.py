@@ -16,7 +16,7 @@ from lcodec.cli.batch import named, run_batch, run_single
 from lcodec.cli.cluster import cluster_options
 from lcodec.cli.files import check_output, read_input, write_output
 from lcodec.cli.jobs import DecodeJob, EncodeJob, Job
-from lcodec.effort import DEFAULT_EFFORT
+from lcodec.effort import DEFAULT_EFFORT, MAX_EFFORT, MIN_EFFORT
 from lcodec.errors import LcodecError
 from lcodec.settings import ALPHA_CHOICES, ENTROPY_CHOICES, SYNTHESIS_CHOICES, EncodeSettings
 
@@ -110,7 +110,7 @@ def _run(job: Job, paths: tuple[str, ...], output_dir: str | None, suffix: str, 
               help="Decoder the file names: exact (integer networks, the same pixels on "
                    "every machine; network v2 only), float, or auto (exact where the model "
                    "has it).")
-@click.option("-e", "--effort", type=click.IntRange(1, 9), default=DEFAULT_EFFORT,
+@click.option("-e", "--effort", type=click.IntRange(MIN_EFFORT, MAX_EFFORT), default=DEFAULT_EFFORT,
               show_default=True,
               help="Encoder effort 1-9: higher searches more (the correction layer's fields, "
                    "its rate slope, the knob) for smaller files at the same quality, and "

@@ -284,15 +284,6 @@ def corrected(analysis: ImageAnalysis, res: RateResult, budget: int | None,
     return best.res
 
 
-def _pixels(analysis: ImageAnalysis, knob: float, plan: Effort, final: bool) -> np.ndarray:
-    """The pixels a correction at ``knob`` is fitted to: the exact decode where the plan
-    asks or the knob is ``final`` (its grid calibration is then the file's own, so only the
-    exact synthesis is added), else a float decode."""
-    if plan.exact_pixels or final:
-        return analysis.decoded_pixels(knob)
-    return analysis.float_pixels(knob)
-
-
 def _filled(analysis: ImageAnalysis, res: RateResult, budget: int) -> _Candidate:
     """``res`` (below ``budget``) with the correction of least error that fits the budget,
     filling it to ``LOW_FILL`` where that costs little (:func:`best_within`). Fitted to the
@@ -314,8 +305,10 @@ def _gainful(analysis: ImageAnalysis, res: RateResult, budget: int | None, plan:
     (at most a quarter of a ``budget``), the networks then refitted to the bytes left;
     ``res`` itself where none does or the refitted file is no better."""
     src = analysis.source
+    # exact where the plan asks, or at a fixed knob (its grid calibration is then the file's
+    # own, so only the exact synthesis is added); else a float decode
     exact = plan.exact_pixels or budget is None
-    decoded = _pixels(analysis, res.knob, plan, final=exact)
+    decoded = (analysis.decoded_pixels if exact else analysis.float_pixels)(res.knob)
     base = _Candidate(res, sse(src.rgb, decoded), exact)
     slope = _network_slope(analysis, res, plan)
     room = budget // 4 if budget is not None else 1 << 62

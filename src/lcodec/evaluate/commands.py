@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from lcodec.effort import DEFAULT_EFFORT
+from lcodec.effort import DEFAULT_EFFORT, MAX_EFFORT, MIN_EFFORT
 from lcodec.errors import LcodecError
 
 ALL_CODECS = "lcodec,jpeg,webp,jpeg2000,avif,heic,jxl"
@@ -62,7 +62,7 @@ def parse_range(text: str) -> tuple[float, float]:
               show_default=True, help="Target bpp of the crops (nearest setting).")
 @click.option("--bd-fit", type=click.Choice(["pchip", "cubic"]), default="pchip",
               show_default=True, help="BD-rate fit: piecewise-cubic Hermite or cubic polynomial.")
-@click.option("-e", "--effort", type=click.IntRange(1, 9), default=DEFAULT_EFFORT,
+@click.option("-e", "--effort", type=click.IntRange(MIN_EFFORT, MAX_EFFORT), default=DEFAULT_EFFORT,
               show_default=True, help="lcodec's encoder effort for its files.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Worker processes (one (codec, image) sweep each).")

@@ -45,9 +45,7 @@ def time_cli(path: Path, model_stem: str, knob: float, repeat: int, threads: int
     process that only starts up (imports torch and loads the model)."""
     import tempfile
 
-    env = dict(os.environ)
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
+    env = _env(threads)
     py = _command()
     with tempfile.TemporaryDirectory() as tmp:
         lic, png = str(Path(tmp) / "a.lic"), str(Path(tmp) / "a.png")
@@ -58,6 +56,14 @@ def time_cli(path: Path, model_stem: str, knob: float, repeat: int, threads: int
                      model_stem, "--entropy", entropy, "--force", "-q"], repeat, env)
         dec = _wall([*py, "decode", lic, png, "--force", "-q"], repeat, env)
     return CliTiming(path.name, startup, enc, dec)
+
+
+def _env(threads: int) -> dict[str, str]:
+    """The subprocesses' environment: ours, with ``threads`` OpenMP threads where given."""
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
 
 
 def _command() -> list[str]:
@@ -71,9 +77,9 @@ def time_efforts(paths: list[Path], efforts: list[int], rate: list[str], repeat:
     ``--knob K``) on each image at each effort, and the bpp of its file."""
     import tempfile
 
-    env = dict(os.environ)
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
+    from PIL import Image
+
+    env = _env(threads)
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         lic = Path(tmp) / "a.lic"
@@ -82,8 +88,6 @@ def time_efforts(paths: list[Path], efforts: list[int], rate: list[str], repeat:
             for path in paths:
                 row.encode_s.append(_wall([*_command(), "encode", str(path), str(lic), *rate,
                                            "-e", str(effort), "--force", "-q"], repeat, env))
-                from PIL import Image
-
                 with Image.open(path) as im:
                     row.bpp.append(lic.stat().st_size * 8 / (im.width * im.height))
             out.append(row)
