@@ -30,7 +30,8 @@ from lcodec.config import NetConfig
 from lcodec.imageio import list_images, load_image
 from lcodec.nets.cwic2 import CWIC2
 from lcodec.synthesis.exact_int_v1 import ExactIntV1
-from lcodec.synthesis.exact_int_v2 import ExactIntV2, calibrate
+from lcodec.synthesis.exact_int_v2 import ExactIntV2
+from lcodec.synthesis.exact_int_v2_grids import calibrate
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -71,7 +72,7 @@ def main() -> int:
             a, b = getattr(lm.net, key).state_dict(), getattr(net, key).state_dict()
             if any(not torch.equal(a[k], b[k]) for k in a):
                 raise SystemExit("a run's encoder differs from the model's: not a decoder run")
-    e8 = {name: ExactIntV2(net) for name, net in nets}
+    e8 = {name: ExactIntV2.from_net(net) for name, net in nets}
     a, b = (int(v) for v in args.slice.split(":"))
     paths = sorted(list_images(args.images))[a:b]
     exact = not args.float_only
@@ -92,7 +93,7 @@ def main() -> int:
             enc = lm.net.quantize(y_y, y_c, lg, knob)
             vals = [psnr(to8(lm.net.decompress(enc)), ref)]
             if v1:
-                vals.append(psnr(exact_v1.pixels(enc.qi, enc.luma, enc.chroma, knob).numpy(),
+                vals.append(psnr(exact_v1.pixels(enc.qi, enc.luma, enc.chroma, knob),
                                  ref))
             for name, net in nets:
                 if name != "start":
@@ -100,7 +101,7 @@ def main() -> int:
                 if exact:
                     spec = calibrate(net, [enc], wide)
                     vals.append(psnr(e8[name].pixels(enc.qi, enc.luma, enc.chroma, knob,
-                                                     spec).numpy(), ref))
+                                                     spec), ref))
             rows[knob].append(vals)
             print(f"{path.stem} {knob:+.1f} " + " ".join(f"{v:.3f}" for v in vals), flush=True)
     print("mean per knob: " + " | ".join(cols))

@@ -21,7 +21,9 @@ import torch
 from lcodec import models
 from lcodec.color import rgb_to_ycbcr
 from lcodec.synthesis.exact_int_v1 import ExactIntV1
-from lcodec.synthesis.exact_int_v2 import FINE, SHARED, WIDE, ExactIntV2, calibrate
+from lcodec.synthesis.exact_int_v2 import FINE, ExactIntV2
+from lcodec.synthesis.exact_int_v2_grids import calibrate
+from lcodec.synthesis.exact_int_v2_spec import SHARED, WIDE
 from lcodec.train.data import centre_crops, is_validation, load_rgb
 
 KNOBS = (-0.6, 0.0, 0.6)
@@ -63,17 +65,17 @@ def main() -> int:
         y_y, y_c, lg = net.analyse(rgb_to_ycbcr(x[None]))
         for knob in KNOBS:
             enc = net.quantize(y_y, y_c, lg, knob)
-            ref = psnr(exact_v1.pixels(enc.qi, enc.luma, enc.chroma, knob).numpy(), rgb)
+            ref = psnr(exact_v1.pixels(enc.qi, enc.luma, enc.chroma, knob), rgb)
             cases.append((rgb, enc, knob, ref))
 
     def run(label: str, fine: frozenset[str], wide: frozenset[str]) -> None:
-        e8 = ExactIntV2(net, fine)
+        e8 = ExactIntV2.from_net(net, fine)
         d, t = [], 0.0
         for rgb, enc, knob, ref in cases:
             spec = calibrate(net, [enc], wide=wide)
             e8.layers(spec, round(knob * 1000))
             t0 = time.process_time()
-            out = e8.pixels(enc.qi, enc.luma, enc.chroma, knob, spec).numpy()
+            out = e8.pixels(enc.qi, enc.luma, enc.chroma, knob, spec)
             t += time.process_time() - t0
             d.append(psnr(out, rgb) - ref)
         print(f"{label:44s} mean {np.mean(d):+.3f} dB  worst {np.min(d):+.3f} dB  "

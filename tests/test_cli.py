@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from lcodec.cli import main
 
@@ -39,6 +41,23 @@ def test_help_info_and_models_do_not_import_torch_or_numpy(lic_file) -> None:
             f"main(['info', {str(lic_file)!r}]); main(['--help']); main(['models', '--all']); "
             "sys.exit(1 if 'torch' in sys.modules or 'numpy' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_decoding_an_exact_int_v2_file_does_not_import_torch(lic_file, tmp_path) -> None:
+    """The EXACT_INT_V2 decoder is numpy alone: ``lcodec decode`` (and ``--threads``) never
+    loads torch for such a file, and gives the pixels the in-process decoder gives."""
+    from lcodec import api, container
+    from lcodec.container import Synthesis
+
+    assert container.unpack(lic_file.read_bytes()).header.synthesis == Synthesis.EXACT_INT_V2
+    out = tmp_path / "d.png"
+    code = ("import sys; from lcodec.cli import main; "
+            f"r = main(['decode', {str(lic_file)!r}, {str(out)!r}, '--threads', '1']); "
+            "sys.exit(r or (2 if 'torch' in sys.modules else 0))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    with Image.open(out) as im:
+        assert np.array_equal(np.asarray(im.convert("RGB")), api.decode_array(lic_file))
 
 
 def test_a_missing_or_bad_input_is_reported_before_torch_numpy_or_pil(tmp_path) -> None:

@@ -1,5 +1,5 @@
 """Claims about synthesis EXACT_INT_V1 (src/lcodec/synthesis/exact_int_v1_layers.py,
-synthesis/exact_int_v1.py, color.ycbcr_offsets_to_rgb8; spec in docs/format.md, "Exact
+synthesis/exact_int_v1.py, exact_colour.ycbcr_offsets_to_rgb8; spec in docs/format.md, "Exact
 synthesis") and about choosing and decoding the exact syntheses."""
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def test_weight_rows_use_sixteen_bits_within_the_exactness_bound() -> None:
 
 
 def test_exact_gains_are_the_float_gains_to_28_bits() -> None:
-    from lcodec.synthesis.exact_int_v1 import GAIN_BITS, exact_exp, exact_gains
+    from lcodec.synthesis.exact_common import GAIN_BITS, exact_exp, exact_gains
 
     assert exact_exp(Fraction(0)) == 1.0
     assert exact_exp(Fraction(1)) == round(math.e * 2**26) / 2**26
@@ -95,16 +95,17 @@ def test_exact_gains_are_the_float_gains_to_28_bits() -> None:
 
 
 def test_exact_colour_conversion_matches_the_float_conversion_within_rounding() -> None:
-    from lcodec.color import ycbcr_offsets_to_rgb8, ycbcr_to_rgb
+    from lcodec.color import ycbcr_to_rgb
+    from lcodec.exact_colour import ycbcr_offsets_to_rgb8
     from lcodec.synthesis.float_synthesis import to_uint8
 
     rng = np.random.default_rng(2)
     q = torch.from_numpy(rng.integers(-(2**16), 2**16, (3, 40, 50)))
-    exact = ycbcr_offsets_to_rgb8(q[0], q[1], q[2], ACT_FRAC).numpy().astype(int)
+    exact = ycbcr_offsets_to_rgb8(*(t.numpy() for t in q[:3]), ACT_FRAC).astype(int)
     ycc = q.double()[None] / 2**ACT_FRAC + 0.5
     floats = to_uint8(ycbcr_to_rgb(ycc)).astype(int)
     assert np.abs(exact - floats).max() <= 1 and np.mean(exact != floats) < 0.01
-    gray = ycbcr_offsets_to_rgb8(q[0], None, None, ACT_FRAC).numpy()
+    gray = ycbcr_offsets_to_rgb8(q[0].numpy(), None, None, ACT_FRAC)
     assert np.array_equal(gray[..., 0], gray[..., 2])
     assert np.array_equal(gray[..., 0], to_uint8(ycc[:, :1])[..., 0])
 
@@ -180,10 +181,10 @@ def test_a_size_target_is_met_with_the_real_grids(crop_rgb) -> None:
 def test_exact_decode_refuses_a_halo_below_its_reach(v2_files, monkeypatch) -> None:
     from lcodec import api
     from lcodec.errors import LcodecError
-    from lcodec.synthesis import exact_int_v1
+    from lcodec.synthesis import exact_common
 
-    monkeypatch.setattr(exact_int_v1, "EXACT_TILE_PIXELS", 32)
-    monkeypatch.setattr(exact_int_v1, "EXACT_HALO_PIXELS", 32)
+    monkeypatch.setattr(exact_common, "EXACT_TILE_PIXELS", 32)
+    monkeypatch.setattr(exact_common, "EXACT_HALO_PIXELS", 32)
     with pytest.raises(LcodecError, match="halo"):
         api.decode_array(v2_files["exact"])
 
@@ -227,11 +228,11 @@ def test_refinement_blocks_decode_like_the_float_decoder_and_keep_the_reach() ->
     qi = torch.randint(2, 16, (1, 1, h, w))
     luma = torch.randint(0, 16, (1, 8, h, w)) * code_mask(qi, 8, 16)
     chroma = torch.randint(0, 16, (1, 4, h, w)) * code_mask(qi, 4, 16)
-    whole = exact.pixels(qi, luma, chroma, 0.25).numpy().astype(int)
+    whole = exact.pixels(qi, luma, chroma, 0.25).astype(int)
     floats = to_uint8(ycbcr_to_rgb(net.decompress(Encoded(qi, luma, chroma, 0.25)))).astype(int)
     assert np.abs(whole - floats).max() <= 2 and np.mean(whole != floats) < 0.05
     r = exact.reach_codes
-    part = exact.pixels(qi[..., :7], luma[..., :7], chroma[..., :7], 0.25).numpy()
+    part = exact.pixels(qi[..., :7], luma[..., :7], chroma[..., :7], 0.25)
     assert np.array_equal(part[:, : 16 * (7 - r)], whole[:, : 16 * (7 - r)])
     blocks = replace(cfg, refine=5)
     with pytest.raises(ValueError, match="reach"):

@@ -216,30 +216,26 @@ def test_exact_decode_is_identical_at_one_and_two_threads_and_any_tiling(device,
                                                                          monkeypatch) -> None:
     """The recorded pixel hash, with no tolerance, whatever the thread count and whatever
     the window layout (windows of 2×2 code positions with the smallest halo the exact
-    decoder's reach allows, so every window is cut inside the image)."""
-    import torch
-
+    decoder's reach allows, so every window is cut inside the image). The threads are
+    torch's and the BLAS library's (the EXACT_INT_V2 decoder's GEMMs run in numpy)."""
     from lcodec import container, models
-    from lcodec.synthesis import exact_int_v1
+    from lcodec.synthesis import exact_common
+    from lcodec.threads import compute_threads
 
-    before = torch.get_num_threads()
-    try:
-        for entry in EXACT:
-            data = (GOLDEN / entry["file"]).read_bytes()
-            for threads in (1, 2):
-                torch.set_num_threads(threads)
+    for entry in EXACT:
+        data = (GOLDEN / entry["file"]).read_bytes()
+        for threads in (1, 2):
+            with compute_threads(threads):
                 assert _pixel_sha256(data, device) == entry["pixels_sha256"], (
                     entry["file"], threads)
-        torch.set_num_threads(1)
+    with compute_threads(1):
         for entry in EXACT:
             data = (GOLDEN / entry["file"]).read_bytes()
             model = models.load(models.find(model_id=container.unpack(data).header.model_id))
             s = model.config.stride
-            monkeypatch.setattr(exact_int_v1, "EXACT_TILE_PIXELS", 2 * s)
-            monkeypatch.setattr(exact_int_v1, "EXACT_HALO_PIXELS", exact_int_v1.REACH_CODES * s)
+            monkeypatch.setattr(exact_common, "EXACT_TILE_PIXELS", 2 * s)
+            monkeypatch.setattr(exact_common, "EXACT_HALO_PIXELS", exact_common.REACH_CODES * s)
             assert _pixel_sha256(data, device) == entry["pixels_sha256"], entry["file"]
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_the_current_format_has_golden_files_with_a_correction_layer() -> None:

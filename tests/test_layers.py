@@ -14,7 +14,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "lcodec"
 
 LAYERS: dict[str, int] = {
     "errors": 0, "colorimetry": 0, "fileio": 0,
-    "color": 1, "config": 1, "container": 1, "quant": 1, "metrics": 1, "imageio": 1,
+    "color": 1, "exact_colour": 1, "codemask": 1, "threads": 1,
+    "config": 1, "container": 1, "quant": 1, "metrics": 1, "imageio": 1,
     "sidecar": 1, "ratecontrol": 1, "settings": 1, "effort": 1,
     "nets": 2, "entropy": 2, "correction": 2,
     "models": 3, "synthesis": 3,

@@ -39,7 +39,8 @@ def test_the_fake_quantized_decoder_rounds_as_exact_int_v2_does(crop_rgb) -> Non
     far closer to EXACT_INT_V2's (all-narrow grids) than the float decoder's are, at a low
     and a high knob."""
     from lcodec import models
-    from lcodec.synthesis.exact_int_v2 import ExactIntV2, calibrate
+    from lcodec.synthesis.exact_int_v2 import ExactIntV2
+    from lcodec.synthesis.exact_int_v2_grids import calibrate
 
     torch.set_grad_enabled(False)
     try:
@@ -48,7 +49,7 @@ def test_the_fake_quantized_decoder_rounds_as_exact_int_v2_does(crop_rgb) -> Non
         x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
         ycc = rgb_to_ycbcr(x)
         y_y, y_c, logits = net.analyse(ycc)
-        e8 = ExactIntV2(net)
+        e8 = ExactIntV2.from_net(net)
 
         def to8(t: torch.Tensor) -> np.ndarray:
             rgb = torch.floor(torch.clamp(ycbcr_to_rgb(t), 0, 1) * 255 + 0.5)
@@ -57,7 +58,7 @@ def test_the_fake_quantized_decoder_rounds_as_exact_int_v2_does(crop_rgb) -> Non
         for knob in (-0.6, 0.8):
             enc = net.quantize(y_y, y_c, logits, knob)
             exact = e8.pixels(enc.qi, enc.luma, enc.chroma, knob,
-                              calibrate(net, [enc], wide=frozenset())).numpy()
+                              calibrate(net, [enc], wide=frozenset()))
             k = torch.tensor([knob])
             s_y, s_c = qat.symbols(net, ycc, k)
             fake = to8(qat.qat_decode(net, s_y, s_c, k, frozenset()))
@@ -110,7 +111,8 @@ def test_qat_is_refused_unless_only_the_decoder_trains(tmp_path) -> None:
 
 
 def test_the_grids_of_least_error_are_picked_per_image_and_jointly_for_fuse_pairs() -> None:
-    from lcodec.synthesis.exact_int_v2 import GRID_TRIALS, SHARED, least_error_fracs
+    from lcodec.synthesis.exact_int_v2_grids import GRID_TRIALS, least_error_fracs
+    from lcodec.synthesis.exact_int_v2_spec import SHARED
 
     t = len(GRID_TRIALS)
     start = {n: torch.tensor([4.0, 4.0]) for pair in SHARED for n in pair}  # pairs: one start
@@ -128,7 +130,7 @@ def test_the_grids_of_least_error_are_picked_per_image_and_jointly_for_fuse_pair
 
 
 def test_saturated_rounding_error_counts_the_clipped_part() -> None:
-    from lcodec.synthesis.exact_int_v2 import error_samples, rounding_errors
+    from lcodec.synthesis.exact_int_v2_grids import error_samples, rounding_errors
 
     x = torch.tensor([0.3, 5.0, 10.0]).view(1, 1, 1, 3)  # (every other column is measured)
     err = rounding_errors(error_samples(x), torch.tensor([0.0]), bound=2)[0, 0]

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
+from lcodec.codemask import code_mask_np
 from lcodec.entropy import tcae_config, tcae_int, tcae_layout
 from lcodec.entropy.coder import PRECISION, SymbolDecoder
 from lcodec.entropy.tcae import TcaeModels
@@ -24,7 +25,7 @@ from lcodec.entropy.tcae_net import (
     side_classes_torch,
 )
 from lcodec.errors import LcodecError, LicError
-from lcodec.quant import code_mask, code_mask_np
+from lcodec.quant import code_mask
 from lcodec.train.tcae.cli import main as tcae_main
 from lcodec.train.tcae.codes import load_codes, synthetic_codes
 from lcodec.train.tcae.evaluate import evaluate_static

@@ -2,7 +2,8 @@
 
 Models are loaded once per process and reused. Encoding is :mod:`lcodec.encoder`'s, with one
 :class:`~lcodec.settings.EncodeSettings`; this module accepts the inputs (paths, PIL images,
-arrays, bytes, file objects) and gives the outputs.
+arrays, bytes, file objects) and gives the outputs. Decoding a file of an exact synthesis
+with the numpy decoder (EXACT_INT_V2) imports neither torch nor the encoder.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from lcodec import codec, container, encoder, models
+from lcodec import codec, container, models
 from lcodec.devices import resolve_device
 from lcodec.errors import LcodecError
 from lcodec.fileio import read_file
@@ -78,6 +79,8 @@ def encode_with_stats(image: Any, settings: EncodeSettings | None = None,
     ``options`` (its field names: ``bpp=0.2``, ``model=…``; they replace its fields) say what
     to do; at most one rate setting (``bpp``, ``size``, ``psnr``, ``quality``, ``knob``),
     default knob 0. See :class:`EncodeSettings` for each option."""
+    from lcodec import encoder  # torch: imported by encoders only
+
     s = EncodeSettings.of(settings, **options)
     src = as_source(image, s.alpha, s.strip)
     enc = encoder.encode(src, s)
@@ -158,7 +161,7 @@ def importance_map(data: Any, max_pixels: int = container.DEFAULT_MAX_PIXELS) ->
     lic = container.unpack(lic_bytes(data), max_pixels)
     hdr = lic.header
     loaded = models.load(models.find(model_id=hdr.model_id), "cpu")
-    qi = codec.decode_codes(loaded, lic).qi[0, 0].cpu().numpy()
+    qi = codec.decode_symbols(loaded, lic)[0].astype(np.int64)
     s = loaded.config.stride
     levels = loaded.config.imp_levels
     full = np.repeat(np.repeat(qi, s, axis=0), s, axis=1)[: hdr.height, : hdr.width]

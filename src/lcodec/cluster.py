@@ -125,7 +125,7 @@ class DecodeBytes:
 class Coder:
     """The actor: applies ``work`` (one row → its new columns) to every row of a batch.
 
-    ``__init__`` sets the worker's torch threads (fixed, so a run does not depend on how
+    ``__init__`` sets the worker's threads (fixed, so a run does not depend on how
     many cores a node has; the encoder's bytes do not depend on them anyway) and loads the
     model once. A row whose work raises gets its ``error`` text and empty columns; the other
     rows of the batch go on. Adds ``error`` (None when fine) and ``seconds``.
@@ -133,9 +133,9 @@ class Coder:
 
     def __init__(self, work: Callable[[dict[str, Any]], dict[str, Any]],
                  threads: int = 1) -> None:
-        import torch
+        from lcodec.threads import set_threads
 
-        torch.set_num_threads(threads)
+        set_threads(threads)
         self.work = work
         self.coded = 0
         with contextlib.suppress(LcodecError):  # reported per row, by rows that need it

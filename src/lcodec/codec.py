@@ -15,9 +15,9 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from lcodec import correction, sidecar
 from lcodec.container import ColourMode, Header, LicFile, SectionType, Synthesis
@@ -27,9 +27,13 @@ from lcodec.entropy.coder import Timer, timed_coding
 from lcodec.entropy.methods import EntropyCoder
 from lcodec.errors import LicError
 from lcodec.models import LoadedModel
-from lcodec.nets.codes import Encoded
 from lcodec.ratecontrol import KNOB_MAX, KNOB_MIN
-from lcodec.synthesis import ESTIMATE, synthesis_for
+from lcodec.synthesis import ESTIMATE, CodeWindow, synthesis_for
+
+if TYPE_CHECKING:
+    from lcodec.nets.codes import Encoded
+
+Symbols = tuple[np.ndarray, np.ndarray, np.ndarray]  # qi (h, w), luma (n, h, w), chroma
 
 TILE_PIXELS = 1024
 HALO_PIXELS = 128
@@ -70,7 +74,7 @@ class Decoded:
     exif: bytes | None
     xmp: bytes | None = None
     # the entropy-decoded (qi, luma, chroma) arrays, when :func:`decode` was asked to keep them
-    symbols: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    symbols: Symbols | None = None
 
 
 def coder_for_file(model: LoadedModel, header: Header) -> EntropyCoder:
@@ -78,8 +82,7 @@ def coder_for_file(model: LoadedModel, header: Header) -> EntropyCoder:
     return methods.coder_for(header.entropy_method, model, header.entropy_id)
 
 
-def decode_symbols(model: LoadedModel, lic: LicFile, timer: Timer = untimed
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_symbols(model: LoadedModel, lic: LicFile, timer: Timer = untimed) -> Symbols:
     """Entropy-decode (qi (h, w), luma (n, h, w), chroma (n_c, h, w)) of a parsed file as
     integer numpy arrays (uint8 for the static tables; chroma is all zero for GRAY files).
     ``timer``: "container" (the coder look-up), "probs" and "coding"."""
@@ -106,33 +109,38 @@ def as_encoded(model: LoadedModel, arrays: tuple[np.ndarray, ...], knob: float,
                dtype: type | None = None) -> Encoded:
     """(qi, luma, chroma) arrays as the batch-of-one tensors of :class:`Encoded` on the
     model's device (cast to ``dtype`` first where given)."""
+    import torch
+
+    from lcodec.nets.codes import Encoded
+
     qi, luma, chroma = (a if dtype is None else a.astype(dtype, copy=False) for a in arrays)
     dev = model.device
     return Encoded(torch.from_numpy(qi)[None, None].to(dev), torch.from_numpy(luma)[None].to(dev),
                    torch.from_numpy(chroma)[None].to(dev), knob=knob)
 
 
-@torch.no_grad()
-def reconstruct(model: LoadedModel, codes: Encoded, width: int, height: int,
+def reconstruct(model: LoadedModel, symbols: Symbols, knob: float, width: int, height: int,
                 gray: bool = False, synthesis: Synthesis = ESTIMATE,
                 grids: bytes = b"") -> np.ndarray:
     """Run the decoder networks of ``synthesis`` (on the file's ``grids``; default: the one
-    encoders estimate with, the float decoder) in its windows; (height, width, 3) uint8.
+    encoders estimate with, the float decoder) on an image's symbols (as
+    :func:`decode_symbols` gives them, made at the rate ``knob``) in its windows; (height,
+    width, 3) uint8.
 
     With an exact synthesis every pixel is an exact integer function of the codes within its
     reach, so any window layout whose halo is at least that gives the very same pixels
     (docs/format.md)."""
     s = model.config.stride
-    h8, w8 = codes.qi.shape[2:]
+    qi, luma, chroma = symbols
+    h8, w8 = qi.shape
     synth = synthesis_for(synthesis)
     state = synth.check(model, grids)
     tile, halo = synth.window(s)
     out = np.empty((height, width, 3), dtype=np.uint8)
     for i0, i1, wi0, wi1 in windows(h8, tile, halo):
         for j0, j1, wj0, wj1 in windows(w8, tile, halo):
-            win = Encoded(*(t[:, :, wi0:wi1, wj0:wj1].long() for t in (codes.qi, codes.luma,
-                                                                        codes.chroma)),
-                          knob=codes.knob)
+            win = CodeWindow(*(a[..., wi0:wi1, wj0:wj1].astype(np.int64)
+                               for a in (qi, luma, chroma)), knob=knob)
             core = synth.pixels(model, state, win, gray)[(i0 - wi0) * s : (i1 - wi0) * s,
                                                          (j0 - wj0) * s : (j1 - wj0) * s]
             ph, pw = min(i1 * s, height) - i0 * s, min(j1 * s, width) - j0 * s
@@ -165,9 +173,8 @@ def decode(model: LoadedModel, lic: LicFile, timer: Timer = untimed,
     fix = file_correction(lic)
     symbols = decode_symbols(model, lic, timer)
     with timer("network"):
-        codes = as_encoded(model, symbols, hdr.rate_knob)  # int64 per window
-        pixels = reconstruct(model, codes, hdr.width, hdr.height, gray, hdr.synthesis,
-                             hdr.synthesis_grids)
+        pixels = reconstruct(model, symbols, hdr.rate_knob, hdr.width, hdr.height, gray,
+                             hdr.synthesis, hdr.synthesis_grids)
         if fix is not None:
             correction.apply(pixels, fix)
     with timer("container"):

@@ -8,6 +8,8 @@ from lcodec.errors import LcodecError
 def resolve_device(device: str) -> str:
     """``auto`` is CUDA where a CUDA device is available, else the CPU; ``cuda`` without one
     is an error."""
+    if device == "cpu":
+        return device
     import torch
 
     if device == "auto":

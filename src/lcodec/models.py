@@ -19,14 +19,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from lcodec.errors import LcodecError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_MODEL = "v2-mse"
 WEIGHTS_PACKAGE = "lcodec_models"  # the models/ folder, as a wheel installs it
 MODEL_ID_BYTES = 8
 ENTROPY_KEYS = ("entropy.qi", "entropy.luma", "entropy.chroma")
+ARCHITECTURE_NAMES = ("cwic", "cwic2")  # lcodec.nets.registry's names, known without torch
 T = TypeVar("T")
 
 
@@ -219,39 +223,57 @@ def find_entropy(entropy_id: bytes | None = None, prefix: str | None = None) -> 
 
 
 class LoadedModel:
-    """A network in eval mode plus its frozen entropy tables, ready to code images."""
+    """A model's weights and frozen entropy tables, ready to code images. The weights load as
+    numpy arrays; the torch network (:attr:`net`, which encoders and the float decoders run)
+    is built on first use, so a decoder whose synthesis is numpy alone never imports torch."""
 
     def __init__(self, info: ModelInfo, device: str = "cpu") -> None:
-        import torch
         from safetensors import safe_open
 
-        import lcodec.nets  # noqa: F401  (registers the architectures)
         from lcodec.config import NetConfig
-        from lcodec.nets.registry import ARCHITECTURES
 
         data = info.path.read_bytes()
         if hashlib.sha256(data).digest()[:MODEL_ID_BYTES] != info.model_id:
             raise LcodecError(f"weights file {info.path} does not match its id; reinstall it")
-        with safe_open(str(info.path), framework="pt") as f:
+        with safe_open(str(info.path), framework="np") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-        arch = ARCHITECTURES.get(meta.get("architecture", ""))
-        if arch is None or "config" not in meta:
+            arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        if meta.get("architecture") not in ARCHITECTURE_NAMES or "config" not in meta:
             raise LcodecError(f"{info.path} is not an lcodec weights file")
         self.info = info
+        self.architecture: str = meta["architecture"]
         self.config = NetConfig.from_json(meta["config"])
-        self.tables = {k: tensors.pop(k).numpy() for k in ENTROPY_KEYS}
-        net = arch(self.config)
-        missing, unexpected = net.load_state_dict(
-            {k: v.float() for k, v in tensors.items()}, strict=False
-        )
-        if unexpected or any(not k.endswith(".idle") for k in missing):
-            raise LcodecError(f"{info.path} does not match its declared architecture")
-        self.net = net.eval().to(device)
-        self.device = torch.device(device)
+        self.tables = {k: arrays.pop(k) for k in ENTROPY_KEYS}
+        self._weights = arrays
+        self.device = device
         self._tcae = None
         self._derived: dict[str, object] = {}
         self._derived_lock = threading.RLock()
+
+    def float64_weights(self, prefixes: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """The network's weights whose names start with one of ``prefixes``, as float64
+        (exactly the stored values)."""
+        return {k: v.astype("float64") for k, v in self._weights.items()
+                if k.startswith(prefixes)}
+
+    @property
+    def net(self):
+        """The torch network in eval mode on :attr:`device` (built on first use)."""
+        return self.cached("net", self._build_net)
+
+    def _build_net(self):
+        import torch
+
+        import lcodec.nets  # noqa: F401  (registers the architectures)
+        from lcodec.nets.registry import ARCHITECTURES
+
+        net = ARCHITECTURES[self.architecture](self.config)
+        missing, unexpected = net.load_state_dict(
+            {k: torch.from_numpy(v).float() for k, v in self._weights.items()}, strict=False
+        )
+        if unexpected or any(not k.endswith(".idle") for k in missing):
+            raise LcodecError(f"{self.info.path} does not match its declared architecture")
+        return net.eval().to(self.device)
 
     def cached(self, key: str, build: Callable[[], T]) -> T:
         """The value ``build()`` derives from these weights (an integer decoder, say), built

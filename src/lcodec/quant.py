@@ -5,7 +5,6 @@ Shapes: codes ``e`` are (N, n, h, w) in (0, 1); the importance map ``p`` is (N, 
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -146,12 +145,6 @@ def code_mask(qi: torch.Tensor, channels: int, levels: int) -> torch.Tensor:
     """
     k = torch.arange(channels, device=qi.device).view(1, channels, 1, 1)
     return k * levels < channels * qi
-
-
-def code_mask_np(qi: np.ndarray, channels: int, levels: int) -> np.ndarray:
-    """:func:`code_mask` for an (h, w) numpy QI map: (channels, h, w) bool."""
-    k = np.arange(channels).reshape(channels, 1, 1)
-    return k * levels < channels * qi[None].astype(np.int64)
 
 
 def soft_mask(p: torch.Tensor, channels: int, levels: int) -> torch.Tensor:

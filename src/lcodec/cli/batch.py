@@ -13,8 +13,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -22,6 +21,7 @@ import click
 from lcodec.cli.files import output_folder
 from lcodec.cli.jobs import Job
 from lcodec.errors import LcodecError
+from lcodec.threads import compute_threads
 
 
 class Terminated(KeyboardInterrupt):
@@ -67,9 +67,9 @@ def _worker_init(threads: int) -> None:
     global _in_worker
     signal.signal(signal.SIGINT, _on_stop_signal)  # first: a signal may come during imports
     _in_worker = True
-    import torch
+    from lcodec.threads import set_threads
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
 
 
 Result = tuple[dict | None, str | None]  # a file's statistics, or its error message
@@ -105,7 +105,7 @@ def _run_one(task: tuple[Job, str, str]) -> Result:
 
 def _in_pool(tasks: list[tuple[Job, str, str]], jobs: int, threads: int | None,
              collect) -> None:
-    """Run the tasks in ``jobs`` worker processes of ``threads`` torch threads each (default:
+    """Run the tasks in ``jobs`` worker processes of ``threads`` threads each (default:
     the CPU cores shared out among them); on any interruption (Ctrl-C, SIGTERM, SIGHUP) the
     workers are stopped and waited for before this returns."""
     import multiprocessing
@@ -121,22 +121,6 @@ def _in_pool(tasks: list[tuple[Job, str, str]], jobs: int, threads: int | None,
     finally:
         pool.join()
 
-
-@contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """Run this process's jobs on ``threads`` torch threads (None: as they are), restored
-    afterwards."""
-    if threads is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _threads_notice(jobs: int, threads: int | None, quiet: bool) -> None:
@@ -167,7 +151,7 @@ def run_single(job: Job, paths: tuple[str, ...], verbose: bool, quiet: bool,
         if job.skips(dst):
             stats = _skipped(src, dst)
         else:
-            with _torch_threads(threads):
+            with compute_threads(threads):
                 stats = job(src, dst)
     except LcodecError as exc:
         raise LcodecError(named(str(exc), src, dst)) from None
@@ -248,7 +232,7 @@ def run_batch(job: Job, paths: tuple[str, ...], output_dir: str, suffix: str, jo
                 report(stats, err, "\n" if show_bar else "")
 
     if jobs == 1:
-        with _torch_threads(threads) if tasks else nullcontext():
+        with compute_threads(threads) if tasks else nullcontext():
             collect(map(_run_one, tasks))
     elif tasks:
         _in_pool(tasks, jobs, threads, collect)

@@ -136,17 +136,15 @@ class ImageAnalysis:
         src = self.source
         if src.gray:
             chroma = np.zeros_like(chroma)  # as decode_symbols gives them for a GRAY file
-        return codec.reconstruct(self.model, codec.as_encoded(self.model, (qi, luma, chroma),
-                                                              knob),
-                                 src.width, src.height, src.gray, self.synthesis,
-                                 self.grids(knob))
+        return codec.reconstruct(self.model, (qi, luma, chroma), knob, src.width, src.height,
+                                 src.gray, self.synthesis, self.grids(knob))
 
     def float_pixels(self, knob: float) -> np.ndarray:
         """The float decoder's pixels of the file at ``knob`` (before any correction layer):
         what an exact decode gives within about a level, without its grid calibration;
         (H, W, 3) uint8."""
         src = self.source
-        return codec.reconstruct(self.model, self.codes(stored_knob(knob)), src.width,
+        return codec.reconstruct(self.model, self.symbols(knob), stored_knob(knob), src.width,
                                  src.height, src.gray)
 
     def symbols(self, knob: float, dtype: type = np.int64

@@ -19,10 +19,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from lcodec.codemask import code_mask_np
 from lcodec.container import EntropyMethod, SectionType, knob_thousandths
 from lcodec.entropy import static_context as sc
 from lcodec.errors import LcodecError, LicError
-from lcodec.quant import code_mask_np
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 Factory = Callable[[Any, "bytes | None"], "EntropyCoder"]

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lcodec.codemask import code_mask_np
 from lcodec.entropy import tcae_store
 from lcodec.entropy.coder import SymbolDecoder
 from lcodec.entropy.tcae_config import LUMA_THRESHOLDS, knob_bucket, luma_activity
 from lcodec.entropy.tcae_int import IntTcae
 from lcodec.errors import LcodecError
-from lcodec.quant import code_mask_np
 
 
 class TcaeModels:

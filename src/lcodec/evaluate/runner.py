@@ -27,6 +27,7 @@ from lcodec.evaluate import baselines
 from lcodec.evaluate.images import centre_crop, load_source
 from lcodec.evaluate.quality import Scorer
 from lcodec.imageio import IMAGE_SUFFIXES, list_images
+from lcodec.threads import compute_threads, set_threads
 
 LCODEC_KNOBS = tuple(round(k, 3) for k in np.linspace(-1.0, 1.0, 17))
 
@@ -251,9 +252,7 @@ def run_job(job: tuple[str, Path, str | None, str, float | None, int]) -> JobRes
 
 
 def _worker_init(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
+    set_threads(threads)
 
 
 def run_sweeps(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None
@@ -274,15 +273,9 @@ def run_sweeps(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None
 
     threads = cfg.torch_threads()
     if cfg.jobs == 1:
-        import torch
-
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        with compute_threads(threads):
             for job in jobs:
                 done(run_job(job))
-        finally:
-            torch.set_num_threads(before)
     else:
         ctx = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
         with cf.ProcessPoolExecutor(cfg.jobs, mp_context=ctx, initializer=_worker_init,

@@ -4,8 +4,12 @@ codes and every synthesis decodes (both network generations)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from lcodec.synthesis.registry import CodeWindow
 
 
 @dataclass
@@ -22,3 +26,11 @@ class Encoded:
     luma: torch.Tensor
     chroma: torch.Tensor
     knob: float = 0.0
+
+    @classmethod
+    def from_window(cls, win: CodeWindow, device: torch.device | str = "cpu") -> Encoded:
+        """A window's numpy symbols as a batch of one (int64 tensors on ``device``)."""
+        def batch(a) -> torch.Tensor:
+            return torch.from_numpy(a.astype("int64", copy=False))[None].to(device)
+
+        return cls(batch(win.qi[None]), batch(win.luma), batch(win.chroma), knob=win.knob)

@@ -3,9 +3,9 @@
 ``FLOAT`` (:mod:`~lcodec.synthesis.float_synthesis`): the float decoder networks.
 ``EXACT_INT_V1`` (:mod:`~lcodec.synthesis.exact_int_v1`, format 1.1) and ``EXACT_INT_V2``
 (:mod:`~lcodec.synthesis.exact_int_v2`, format 1.2): integer decoders built from network v2's
-float weights, the same pixels on every machine. Importing the package registers them all;
-the codec asks :func:`synthesis_for` for the one a file names and :func:`for_encoding` for
-the one a new file names, never a member module.
+float weights, the same pixels on every machine. The codec asks :func:`synthesis_for` for
+the one a file names (which imports that one's module only) and :func:`for_encoding` for the
+one a new file names, never a member module.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING
 from lcodec.container import Synthesis
 from lcodec.errors import LcodecError
 from lcodec.settings import SYNTHESIS_CHOICES
-from lcodec.synthesis import exact_int_v1, exact_int_v2, float_synthesis  # noqa: F401
-from lcodec.synthesis.registry import SYNTHESES, Synthesiser, synthesis_for
+from lcodec.synthesis.registry import CodeWindow, Synthesiser, all_syntheses, synthesis_for
 
 if TYPE_CHECKING:
     from lcodec.models import LoadedModel
 
-__all__ = ["ESTIMATE", "Synthesiser", "for_encoding", "synthesis_for"]
+__all__ = ["ESTIMATE", "CodeWindow", "Synthesiser", "for_encoding", "synthesis_for"]
 
 ESTIMATE = Synthesis.FLOAT  # what an encoder decodes with to weigh choices: fast, close to all
 
@@ -33,7 +32,7 @@ def for_encoding(model: LoadedModel, request: str = "auto") -> Synthesis:
     if request not in SYNTHESIS_CHOICES:
         raise LcodecError(f"unknown synthesis {request!r}; use auto, exact or float")
     if request != "float":
-        exact = [sid for sid, s in SYNTHESES.items() if s.exact and s.encodes(model)]
+        exact = [sid for sid, s in all_syntheses().items() if s.exact and s.encodes(model)]
         if exact:
             return max(exact)
         if request == "exact":

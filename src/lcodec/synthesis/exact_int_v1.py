@@ -3,7 +3,7 @@
 The luma and fusion decoders of :class:`~lcodec.nets.cwic2.CWIC2`, rebuilt from the model's
 float weights with the float64 integer layers of
 :mod:`~lcodec.synthesis.exact_int_v1_layers`, and the colour conversion of
-:func:`lcodec.color.ycbcr_offsets_to_rgb8`:
+:func:`lcodec.exact_colour.ycbcr_offsets_to_rgb8`:
 
 ```
 s_Y = (index − T/2) · m_Y            integers, |s| ≤ T/2
@@ -15,13 +15,9 @@ chroma likewise, with fuse convs on [x, f8 | f4 | f2]                 ─► ĉb
 pixels = clamp(round_half_up(255 · BT.601⁻¹(ŷ + ½, ĉb, ĉr)), 0, 255)   (int64)
 ```
 
-The decoder gains ``g_dec = exp(interpolated log gains)`` at the header's knob (thousandths)
-are computed exactly: the interpolation in rationals, ``exp`` by Python's ``decimal`` (which
-the General Decimal Arithmetic specification defines to round correctly, so every platform
-gets the same digits), then rounded half-even to 28 significant bits. A 28-bit gain times an
-fp16 weight (11 significant bits) is exact in float64, so the folded first-layer weights are
-the same everywhere. Nothing here depends on a model id: any ``cwic2`` weights file gets its
-exact decoder on first use (kept with the loaded model).
+The decoder gains ``g_dec`` at the header's knob are computed exactly
+(:func:`~lcodec.synthesis.exact_common.exact_gains`). Nothing here depends on a model id: any
+``cwic2`` weights file gets its exact decoder on first use (kept with the loaded model).
 
 Windows: ``EXACT_TILE_PIXELS``² (512²; float64 activations take twice the float decoder's
 bytes) with a halo of ``EXACT_HALO_PIXELS`` (48), not a margin but the proven reach
@@ -30,21 +26,25 @@ bytes) with a halo of ``EXACT_HALO_PIXELS`` (48), not a margin but the proven re
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
-from decimal import ROUND_HALF_EVEN, Context, Decimal
-from fractions import Fraction
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from lcodec.color import ycbcr_offsets_to_rgb8
 from lcodec.container import Synthesis
-from lcodec.errors import LcodecError, LicError
-from lcodec.nets.cwic2 import CWIC2
+from lcodec.exact_colour import ycbcr_offsets_to_rgb8
+from lcodec.nets.codes import Encoded
 from lcodec.quant import code_mask
+from lcodec.synthesis.exact_common import (
+    KNOB_SCALE,
+    REACH_CODES,
+    exact_gains,
+    exact_window,
+    has_exact_synthesis,
+    require_exact_synthesis,
+)
 from lcodec.synthesis.exact_int_v1_layers import (
     ACT_FRAC,
     ACT_MAX,
@@ -57,40 +57,7 @@ from lcodec.synthesis.registry import register_synthesis
 
 if TYPE_CHECKING:
     from lcodec.models import LoadedModel
-    from lcodec.nets.codes import Encoded
-
-GAIN_BITS = 28  # significant bits of an exact decoder gain
-_DECIMAL = Context(prec=40, rounding=ROUND_HALF_EVEN)
-KNOB_SCALE = 1000  # the header stores the knob in thousandths
-EXACT_TILE_PIXELS = 512
-EXACT_HALO_PIXELS = 48
-REACH_CODES = 3  # a pixel depends only on codes at most this many positions away
-
-
-def exact_exp(x: Fraction) -> float:
-    """``exp(x)`` rounded half-even to ``GAIN_BITS`` significant bits, the same on every
-    platform (decimal's exp is correctly rounded; the rest is rational arithmetic)."""
-    d = _DECIMAL.divide(Decimal(x.numerator), Decimal(x.denominator))
-    e = Fraction(_DECIMAL.exp(d))
-    k = GAIN_BITS - 1 - math.floor(math.log2(e))  # a first guess, corrected exactly below
-    while e * Fraction(2) ** k >= 2**GAIN_BITS:
-        k -= 1
-    while e * Fraction(2) ** k < 2 ** (GAIN_BITS - 1):
-        k += 1
-    return math.ldexp(round(e * Fraction(2) ** k), -k)  # round(Fraction) is half-even
-
-
-def exact_gains(log_gains: np.ndarray, knob_thousandths: int) -> np.ndarray:
-    """Gains ``exp((1 − w)·L[lo] + w·L[lo+1])`` (the float decoder's :func:`interpolate` at
-    the same knob, clamped to [-1, 1]) for every channel, as float64 values of 28 bits."""
-    anchors = log_gains.shape[0]
-    k = min(max(knob_thousandths, -KNOB_SCALE), KNOB_SCALE)
-    s = Fraction(k + KNOB_SCALE, 2 * KNOB_SCALE) * (anchors - 1)
-    lo = min(max(math.floor(s), 0), anchors - 2)
-    w = s - lo
-    return np.array([exact_exp((1 - w) * Fraction(float(a)) + w * Fraction(float(b)))
-                     for a, b in zip(log_gains[lo], log_gains[lo + 1], strict=True)])
-
+    from lcodec.synthesis.registry import CodeWindow
 
 class ExactIntV1:
     """The EXACT_INT_V1 decoder of one ``cwic2`` network (built once per loaded model).
@@ -157,7 +124,7 @@ class ExactIntV1:
 
     @torch.no_grad()
     def pixels(self, qi: torch.Tensor, luma: torch.Tensor, chroma: torch.Tensor,
-               knob: float, gray: bool = False) -> torch.Tensor:
+               knob: float, gray: bool = False) -> np.ndarray:
         """Codes of one window (qi (1, 1, h, w), luma (1, n_luma, h, w), chroma (1, n_chroma,
         h, w), level indices) -> (16h, 16w, 3) uint8 RGB (gray: Y replicated)."""
         cfg = self.cfg
@@ -171,36 +138,15 @@ class ExactIntV1:
         for a, b in self.refine:  # x + b(relu(a(x))): |sum| < 2**27, saturated like a layer
             x = x.add_(b(a(x).clamp_min_(0))).clamp_(-ACT_MAX, ACT_MAX)
         feats[-1] = x
-        y = shuffle(self.luma_out(x))[0].to(torch.int64)  # integers < 2**26: exact
+        y = shuffle(self.luma_out(x))[0].to(torch.int64).cpu().numpy()  # integers < 2**26
         if gray:
             return ycbcr_offsets_to_rgb8(y, None, None, ACT_FRAC)
         x = self.chroma_igdn8(shuffle(first_c(self._symbols(chroma, qi, cfg.n_chroma))))
         x = self.fuse[0](concat([x, feats[0]]))
         for (conv, igdn), fuse, f in zip(self.chroma, self.fuse[1:], feats[1:], strict=True):
             x = fuse(concat([igdn(shuffle(conv(x))), f]))
-        c = shuffle(self.chroma_out(x)).to(torch.int64)
+        c = shuffle(self.chroma_out(x)).to(torch.int64).cpu().numpy()
         return ycbcr_offsets_to_rgb8(y, c[0], c[1], ACT_FRAC)
-
-
-def exact_window(stride: int, reach: int = REACH_CODES) -> tuple[int, int]:
-    """(window core, halo) in code positions of the exact syntheses, whose halo must be at
-    least their reach: then any window layout gives the very same pixels."""
-    tile, halo = max(1, EXACT_TILE_PIXELS // stride), EXACT_HALO_PIXELS // stride
-    if halo < reach:
-        raise LcodecError("internal error: the window halo is below the exact decoder's reach")
-    return tile, halo
-
-
-def has_exact_synthesis(model: LoadedModel) -> bool:
-    """Whether ``model``'s network has the exact syntheses (network v2 does)."""
-    return isinstance(model.net, CWIC2)
-
-
-def require_exact_synthesis(model: LoadedModel) -> None:
-    """Refuses a file naming an exact synthesis for a model without one."""
-    if not has_exact_synthesis(model):
-        raise LicError(f"the file asks for the exact synthesis, which model {model.info.name} "
-                       "does not have")
 
 
 def decoder(model: LoadedModel) -> ExactIntV1:
@@ -226,10 +172,10 @@ class ExactIntV1Synthesis:
     def check(self, model: LoadedModel, grids: bytes) -> None:
         require_exact_synthesis(model)
 
-    def pixels(self, model: LoadedModel, state: None, codes: Encoded, gray: bool
+    def pixels(self, model: LoadedModel, state: None, codes: CodeWindow, gray: bool
                ) -> np.ndarray:
-        rgb = decoder(model).pixels(codes.qi, codes.luma, codes.chroma, codes.knob, gray)
-        return rgb.cpu().numpy()
+        enc = Encoded.from_window(codes, model.device)
+        return decoder(model).pixels(enc.qi, enc.luma, enc.chroma, enc.knob, gray)
 
     def grids_size(self, model: LoadedModel) -> int:
         return 0

@@ -20,20 +20,16 @@ chroma likewise, fuse convs on [x, f8 | f4 | f2] ─► ĉ (2**-16) ─► RGB a
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from lcodec.color import ycbcr_offsets_to_rgb8
+from lcodec.codemask import code_mask_np
 from lcodec.container import Synthesis
-from lcodec.errors import LicError
-from lcodec.quant import code_mask
-from lcodec.synthesis.exact_int_v1 import (
+from lcodec.exact_colour import ycbcr_offsets_to_rgb8
+from lcodec.synthesis.exact_common import (
     KNOB_SCALE,
     REACH_CODES,
     exact_gains,
@@ -41,117 +37,65 @@ from lcodec.synthesis.exact_int_v1 import (
     has_exact_synthesis,
     require_exact_synthesis,
 )
-from lcodec.synthesis.exact_int_v2_layers import (
-    FRAC_MAX,
-    IGDN8,
-    OUT_FRAC,
-    Conv8,
-    Grid,
-    norm_frac,
-    shuffle,
-)
+from lcodec.synthesis.exact_int_v2_layers import IGDN8, OUT_FRAC, Conv8, Grid, shuffle
+from lcodec.synthesis.exact_int_v2_spec import WIDE, GridSpec, tensor_names
 from lcodec.synthesis.registry import register_synthesis
 
 if TYPE_CHECKING:
+    import torch
+
+    from lcodec.config import NetConfig
     from lcodec.models import LoadedModel
     from lcodec.nets.codes import Encoded
+    from lcodec.synthesis.registry import CodeWindow
 
-# The fuse convs' two inputs share a grid (and so a width): the luma features at 1/8, 1/4 and
-# 1/2 are wide, so the chroma features beside them are too.
-SHARED = (("c.x8", "y.f8"), ("c.x4", "y.f4"), ("c.x2", "y.f2"))
-WIDE = frozenset({"y.f8", "y.f4", "y.in2", "y.f2", "c.fuse2", "c.x8", "c.x4", "c.x2"})
 # The layers with 13-bit weights (two digits); the others have 7-bit weights. None: on
 # held-out training crops 13-bit weights everywhere gained 0.06 dB for 1.6× the decode time
 # (scripts/exact8_precision_sweep.py), and none of the six layers tried alone gained over 0.01 dB.
 FINE: frozenset[str] = frozenset()
-# How many grids finer than the one that holds 1.5× a tensor's largest value the encoder tries.
-GRID_TRIALS = tuple(range(6))
 
 
-def tensor_names(refine: int) -> tuple[str, ...]:
-    """The activation tensors a grid spec names, in its byte order."""
-    luma = ["y.in8", "y.norm8", "y.f8", "y.in4", "y.norm4", "y.f4", "y.in2", "y.norm2", "y.f2"]
-    luma += [f"y.r{i}" for i in range(refine)]
-    chroma = ["c.in8", "c.norm8", "c.x8", "c.fuse8", "c.in4", "c.norm4", "c.x4", "c.fuse4",
-              "c.in2", "c.norm2", "c.x2", "c.fuse2"]
-    return tuple(luma + chroma)
-
-
-@dataclass(frozen=True)
-class GridSpec:
-    """The grids of one file: one byte per tensor of :func:`tensor_names` (a :class:`Grid`:
-    bit 7 says wide; a normaliser's byte has it clear, its grid is 16 bits). The fuse convs'
-    two inputs (:data:`SHARED`) have one ``frac``."""
-
-    codes: bytes
-
-    @classmethod
-    def parse(cls, payload: bytes, refine: int) -> GridSpec:
-        """Validate grid bytes (as a file carries them) for a network with ``refine``
-        refinement blocks."""
-        names = tensor_names(refine)
-        if len(payload) != len(names):
-            raise LicError(f"invalid synthesis grids: {len(payload)} bytes, expected "
-                           f"{len(names)} for this model")
-        grids = {n: Grid.decode(b) for n, b in zip(names, payload, strict=True)}
-        for n, g in grids.items():
-            if g.wide and ".norm" in n:
-                raise LicError(f"invalid synthesis grids: the normaliser {n} has the wide bit")
-        for c, y in SHARED:
-            if grids[c].frac != grids[y].frac:
-                raise LicError(f"invalid synthesis grids: {c} and {y} must share a grid")
-        return cls(bytes(payload))
-
-    def grid(self, names: tuple[str, ...], name: str) -> Grid:
-        return Grid.decode(self.codes[names.index(name)])
-
-    @classmethod
-    def from_largest(cls, names: tuple[str, ...], largest: dict[str, float],
-                     wide: frozenset[str] = WIDE) -> GridSpec:
-        """The finest grids that hold 1.5× the largest values. A fuse conv's two inputs get
-        one grid, the coarser of the two (with unequal grids one part's weights would lose
-        the difference)."""
-        grids = {n: Grid(norm_frac(largest[n])) if ".norm" in n
-                 else Grid.fit(largest[n], n in wide) for n in names}
-        for c, y in SHARED:
-            frac = min(grids[c].frac, grids[y].frac)
-            grids[c], grids[y] = Grid(frac, c in wide), Grid(frac, y in wide)
-        return cls(bytes(grids[n].code() for n in names))
+DECODER_PREFIXES = ("luma_dec.", "chroma_dec.", "log_gain_dec")  # the weights it is built of
 
 
 class ExactIntV2:
-    """The EXACT_INT_V2 decoder of one ``cwic2`` network; its layers are built per (grid
-    spec, knob) and cached. Reach: as EXACT_INT_V1 (3 code positions)."""
+    """The EXACT_INT_V2 decoder of one ``cwic2`` network (numpy; no torch): its layers are
+    built per (grid spec, knob) and cached. Reach: as EXACT_INT_V1 (3 code positions)."""
 
     reach_codes = REACH_CODES
 
-    def __init__(self, net: torch.nn.Module, fine: frozenset[str] = FINE) -> None:
-        """``fine``: the layers with 13-bit weights (the synthesis defines them: other sets
-        are for measurements)."""
-        cfg = net.cfg
+    def __init__(self, cfg: NetConfig, params: dict[str, np.ndarray],
+                 fine: frozenset[str] = FINE) -> None:
+        """``params``: the network's weights named :data:`DECODER_PREFIXES` (float64, as the
+        weights file holds them); ``fine``: the layers with 13-bit weights (the synthesis
+        defines them: other sets are for measurements)."""
         self.fine = fine
         if 32 + 4 * cfg.refine > 16 * self.reach_codes:
             raise ValueError("too many refinement blocks for the exact decoder's reach")
         self.cfg = cfg
-        self.device = next(net.parameters()).device
-        self._p = {k: v.detach().cpu().double().numpy() for k, v in net.state_dict().items()
-                   if k.startswith(("luma_dec.", "chroma_dec.", "log_gain_dec"))}
+        self._p = {k: v for k, v in params.items() if k.startswith(DECODER_PREFIXES)}
         self.names = tensor_names(cfg.refine)
         self.half = cfg.levels // 2
         self.layers = lru_cache(maxsize=4)(self._build)
 
+    @classmethod
+    def from_net(cls, net: torch.nn.Module, fine: frozenset[str] = FINE) -> ExactIntV2:
+        """The decoder of a float ``cwic2`` network's current weights."""
+        return cls(net.cfg, {k: v.detach().cpu().double().numpy()
+                             for k, v in net.state_dict().items()}, fine)
+
     def _build(self, spec: GridSpec, knob_thousandths: int) -> dict:
-        p, cfg, dev = self._p, self.cfg, self.device
+        p, cfg = self._p, self.cfg
         g = {n: spec.grid(self.names, n) for n in self.names}
         sym = Grid(0)  # the symbols: integers |s| ≤ T/2
 
         def conv(name: str, parts, out, relu: bool = False, w=None) -> Conv8:
             return Conv8(p[f"{name}.weight"] if w is None else w, p.get(f"{name}.bias"),
-                         parts, out, relu, name in self.fine, dev)
+                         parts, out, relu, name in self.fine)
 
         def igdn(name: str, inp: str, norm: str, out: str) -> IGDN8:
             return IGDN8(p[f"{name}.gamma"], p[f"{name}.beta"], g[inp], g[norm].frac, g[out],
-                         name in self.fine, dev)
+                         name in self.fine)
 
         gains = exact_gains(p["log_gain_dec"], knob_thousandths)
         n = cfg.n_luma
@@ -183,15 +127,18 @@ class ExactIntV2:
             "f2_bound": g["y.f2"].bound,
         }
 
-    def _symbols(self, idx: torch.Tensor, qi: torch.Tensor, channels: int) -> torch.Tensor:
-        m = code_mask(qi, channels, self.cfg.imp_levels)[0]
-        return ((idx[0] - self.half) * m).permute(1, 2, 0).to(torch.int16).contiguous()
+    def _symbols(self, idx: np.ndarray, qi: np.ndarray, channels: int) -> np.ndarray:
+        m = code_mask_np(qi, channels, self.cfg.imp_levels)
+        return np.ascontiguousarray(((idx - self.half) * m).transpose(1, 2, 0)).astype(np.int16)
 
-    @torch.no_grad()
-    def pixels(self, qi: torch.Tensor, luma: torch.Tensor, chroma: torch.Tensor,
-               knob: float, spec: GridSpec, gray: bool = False) -> torch.Tensor:
-        """Codes of one window (qi (1, 1, h, w), luma (1, n_luma, h, w), chroma (1, n_chroma,
-        h, w), level indices) -> (16h, 16w, 3) uint8 RGB (gray: Y replicated)."""
+    def pixels(self, qi, luma, chroma, knob: float, spec: GridSpec, gray: bool = False
+               ) -> np.ndarray:
+        """Codes of one window (qi (h, w), luma (n_luma, h, w), chroma (n_chroma, h, w),
+        integer level indices; arrays, or a batch of one such as :class:`Encoded` holds) ->
+        (16h, 16w, 3) uint8 RGB (gray: Y replicated)."""
+        qi = np.asarray(qi).reshape(np.shape(qi)[-2:])
+        luma = np.asarray(luma).reshape(-1, *qi.shape)
+        chroma = np.asarray(chroma).reshape(-1, *qi.shape)
         L = self.layers(spec, round(knob * KNOB_SCALE))
         cfg = self.cfg
         f8 = L["y8n"](shuffle(L["y8"]([self._symbols(luma, qi, cfg.n_luma)])))
@@ -199,157 +146,17 @@ class ExactIntV2:
         f2 = L["y2n"](shuffle(L["y2"]([f4])))
         bound = L["f2_bound"]
         for a, b in L["refine"]:  # both terms within ±16383: the int16 sum cannot overflow
-            f2 = f2.add_(b([a([f2])])).clamp_(-bound, bound)
-        y = shuffle(L["y1"]([f2]))[..., 0].long()
+            f2 += b([a([f2])])
+            np.clip(f2, -bound, bound, out=f2)
+        y = shuffle(L["y1"]([f2]))[..., 0].astype(np.int64)
         if gray:
             return ycbcr_offsets_to_rgb8(y, None, None, OUT_FRAC)
         x = L["c8n"](shuffle(L["c8"]([self._symbols(chroma, qi, cfg.n_chroma)])))
         x = L["f8"]([x, f8])
         x = L["f4"]([L["c4n"](shuffle(L["c4"]([x]))), f4])
         x = L["f2"]([L["c2n"](shuffle(L["c2"]([x]))), f2])
-        c = shuffle(L["c1"]([x])).long()
+        c = shuffle(L["c1"]([x])).astype(np.int64)
         return ycbcr_offsets_to_rgb8(y, c[..., 0], c[..., 1], OUT_FRAC)
-
-
-def error_samples(t: torch.Tensor) -> torch.Tensor:
-    """The positions a grid's error is measured on: every other row and column."""
-    return t[..., ::2, ::2]
-
-
-def rounding_errors(t: torch.Tensor, frac: torch.Tensor, bound: int) -> torch.Tensor:
-    """Per image of ``t`` (N, ...: the positions :func:`error_samples` keeps), Σ (t − q(t))²
-    for q the saturated rounding onto the grid ``frac + d`` (``frac`` (N,)), for each ``d`` of
-    :data:`GRID_TRIALS`: (N, trials)."""
-    out = []
-    for d in GRID_TRIALS:
-        scale = torch.exp2(frac + d).view(-1, *([1] * (t.dim() - 1)))
-        q = torch.clamp(torch.round(t * scale), -bound, bound) / scale
-        out.append(((q - t) ** 2).flatten(1).sum(1))
-    return torch.stack(out, 1)
-
-
-def least_error_fracs(start: dict[str, torch.Tensor], errors: dict[str, torch.Tensor]
-                      ) -> dict[str, torch.Tensor]:
-    """Per tensor and image, ``start`` (N,) plus the trial of least error (``errors`` (N,
-    trials) from :func:`rounding_errors`); a fuse conv's two inputs, which start on one
-    frac, take the trial of least summed error."""
-    trials = torch.tensor(GRID_TRIALS, dtype=torch.float32)
-    fracs = {n: start[n] + trials[e.argmin(1)] for n, e in errors.items()}
-    for c, y in SHARED:
-        fracs[c] = fracs[y] = start[c] + trials[(errors[c] + errors[y]).argmin(1)]
-    return {n: f.clamp(max=FRAC_MAX) for n, f in fracs.items()}
-
-
-_PROBE = threading.local()  # .visit: this thread's visitor while it runs _visit
-_PROBE_LOCK = threading.Lock()
-
-
-def _report(name: str, t: torch.Tensor) -> None:
-    visit = getattr(_PROBE, "visit", None)
-    if visit is not None:
-        visit(name, t)
-
-
-def _install_probes(net: torch.nn.Module) -> None:
-    """Forward hooks on ``net``'s decoder, installed once per network, that hand every tensor
-    of :func:`tensor_names` to the calling thread's visitor (none outside :func:`_visit`).
-
-    Hooks live on the network, which a loaded model shares across threads: installed once and
-    never removed, they report only to the thread whose decode produced the tensor, so
-    concurrent encodes and decodes never see each other's values."""
-    with _PROBE_LOCK:
-        if getattr(net, "_grid_probes", False):
-            return
-
-        def on(module: torch.nn.Module, fn) -> None:
-            module.register_forward_hook(fn)
-
-        def gdn_hook(prefix: str, level: str, out_name: str):
-            def fn(m: torch.nn.Module, inp, out) -> None:  # a GDN
-                if getattr(_PROBE, "visit", None) is None:
-                    return
-                x = inp[0].float()
-                ch = x.shape[1]
-                norm = torch.nn.functional.conv2d(x.abs(), m.gamma.abs().view(ch, ch, 1, 1),
-                                                  m.beta.abs())
-                _report(f"{prefix}.in{level}", x)
-                _report(f"{prefix}.norm{level}", norm)
-                _report(out_name, out)
-            return fn
-
-        ld, cd = net.luma_dec, net.chroma_dec
-        on(ld.s8[1], gdn_hook("y", "8", "y.f8"))
-        on(ld.s4[1], gdn_hook("y", "4", "y.f4"))
-        on(ld.s2[1], gdn_hook("y", "2", "y.f2"))
-        for i, block in enumerate(ld.refine):
-            on(block.a, lambda m, i_, o, i=i: _report(f"y.r{i}", o.clamp_min(0)))
-            on(block, lambda m, i_, o: _report("y.f2", o))
-        on(cd.s8[1], gdn_hook("c", "8", "c.x8"))
-        on(cd.s4[1], gdn_hook("c", "4", "c.x4"))
-        on(cd.s2[1], gdn_hook("c", "2", "c.x2"))
-        for level in ("8", "4", "2"):
-            on(getattr(cd, f"fuse{level}"), lambda m, i_, o, lv=level: _report(f"c.fuse{lv}", o))
-        net._grid_probes = True
-
-
-def _visit(net: torch.nn.Module, windows: list, visit) -> None:
-    """Run the float decoder on ``windows``, calling ``visit(name, tensor)`` for every tensor
-    of :func:`tensor_names` it computes (``y.f2`` once per refinement block and before)."""
-    _install_probes(net)
-    _PROBE.visit = visit
-    try:
-        for win in windows:
-            net.decompress(win)
-    finally:
-        _PROBE.visit = None
-
-
-@torch.no_grad()
-def calibrate(net: torch.nn.Module, windows: Iterable, wide: frozenset[str] = WIDE,
-              least_error: bool = True) -> GridSpec:
-    """The grid spec for an image's codes, given as windows (``Encoded``), from two passes of
-    the float decoder: the finest grids that hold 1.5× each tensor's largest magnitude, then,
-    per tensor (``least_error``), the grid among those and the next :data:`GRID_TRIALS` finer
-    ones on which rounding and saturating its values costs the least squared error (a few
-    outliers would otherwise make the grid of a whole image coarse); a fuse conv's two inputs
-    get the grid of least joint error, no finer than the coarser one's start. ``wide``: the
-    wide tensors."""
-    windows = list(windows)
-    names = tensor_names(net.cfg.refine)
-    largest: dict[str, float] = {}
-    kept: list[tuple[str, torch.Tensor]] = []  # one window: its samples, for the errors
-    one = least_error and len(windows) == 1
-
-    def seen(name: str, t: torch.Tensor) -> None:
-        largest[name] = max(largest.get(name, 0.0), float(t.abs().max()))
-        if one and ".norm" not in name:
-            kept.append((name, error_samples(t).clone()))
-
-    _visit(net, windows, seen)
-    spec = GridSpec.from_largest(names, largest, wide)
-    if not least_error:
-        return spec
-    start = {n: spec.grid(names, n) for n in names if ".norm" not in n}
-    errors: dict[str, torch.Tensor] = {}
-
-    def err(name: str, t: torch.Tensor) -> None:
-        if name in start:
-            g = start[name]
-            e = rounding_errors(t if one else error_samples(t), torch.tensor([float(g.frac)]),
-                                g.bound)
-            errors[name] = e if name not in errors else errors[name] + e
-
-    if one:
-        for name, t in kept:
-            err(name, t)
-    else:
-        _visit(net, windows, err)
-    fracs = least_error_fracs({n: torch.tensor([float(g.frac)]) for n, g in start.items()},
-                              errors)
-    codes = bytearray(spec.codes)
-    for name, f in fracs.items():
-        codes[names.index(name)] = Grid(int(f[0]), start[name].wide).code()
-    return GridSpec(bytes(codes))
 
 
 def card_wide(model: LoadedModel) -> frozenset[str] | None:
@@ -365,7 +172,8 @@ def card_wide(model: LoadedModel) -> frozenset[str] | None:
 
 def decoder(model: LoadedModel) -> ExactIntV2:
     """``model``'s EXACT_INT_V2 decoder (built on first use, kept with the model)."""
-    return model.cached("exact_int_v2", lambda: ExactIntV2(model.net))
+    return model.cached("exact_int_v2", lambda: ExactIntV2(
+        model.config, model.float64_weights(DECODER_PREFIXES)))
 
 
 @register_synthesis(Synthesis.EXACT_INT_V2)
@@ -388,14 +196,15 @@ class ExactIntV2Synthesis:
         require_exact_synthesis(model)
         return GridSpec.parse(grids, model.config.refine)
 
-    def pixels(self, model: LoadedModel, state: GridSpec, codes: Encoded, gray: bool
+    def pixels(self, model: LoadedModel, state: GridSpec, codes: CodeWindow, gray: bool
                ) -> np.ndarray:
-        rgb = decoder(model).pixels(codes.qi, codes.luma, codes.chroma, codes.knob, state, gray)
-        return rgb.cpu().numpy()
+        return decoder(model).pixels(codes.qi, codes.luma, codes.chroma, codes.knob, state, gray)
 
     def grids_size(self, model: LoadedModel) -> int:
         return len(tensor_names(model.config.refine))
 
     def grids(self, model: LoadedModel, windows: Iterable[Encoded]) -> bytes:
+        from lcodec.synthesis.exact_int_v2_grids import calibrate  # the encoder's: torch
+
         wide = card_wide(model)
         return calibrate(model.net, windows, WIDE if wide is None else wide).codes

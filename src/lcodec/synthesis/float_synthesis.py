@@ -15,11 +15,12 @@ import torch
 
 from lcodec.color import ycbcr_to_rgb
 from lcodec.container import Synthesis
+from lcodec.nets.codes import Encoded
 from lcodec.synthesis.registry import register_synthesis
 
 if TYPE_CHECKING:
     from lcodec.models import LoadedModel
-    from lcodec.nets.codes import Encoded
+    from lcodec.synthesis.registry import CodeWindow
 
 TILE_PIXELS = 1024
 HALO_PIXELS = 128
@@ -49,9 +50,10 @@ class FloatSynthesis:
     def check(self, model: LoadedModel, grids: bytes) -> None:
         return None
 
-    def pixels(self, model: LoadedModel, state: None, codes: Encoded, gray: bool
+    @torch.no_grad()
+    def pixels(self, model: LoadedModel, state: None, codes: CodeWindow, gray: bool
                ) -> np.ndarray:
-        rec = model.net.decompress(codes, luma_only=gray)
+        rec = model.net.decompress(Encoded.from_window(codes, model.device), luma_only=gray)
         return to_uint8(rec.expand(-1, 3, -1, -1) if gray else ycbcr_to_rgb(rec))
 
     def grids_size(self, model: LoadedModel) -> int:

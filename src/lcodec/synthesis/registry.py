@@ -1,16 +1,19 @@
 """The syntheses a `.lic` file can name, behind one interface, found by their id.
 
-A synthesis computes a file's pixels from its decoded codes. Each registers one
-:class:`Synthesiser` under its :class:`~lcodec.container.Synthesis` id with
-:func:`register_synthesis`; :func:`synthesis_for` finds the one a file names. Adding a
-synthesis: a value in ``Synthesis`` (and its row in the container's format rules), one
-module named by the id with its class and registration, imported by
-``lcodec/synthesis/__init__.py``.
+A synthesis computes a file's pixels from its decoded codes (numpy arrays, one
+:class:`CodeWindow` at a time). Each registers one :class:`Synthesiser` under its
+:class:`~lcodec.container.Synthesis` id with :func:`register_synthesis`, in its own module,
+which :data:`MODULES` names: :func:`synthesis_for` imports only the module of the one a file
+names (a decoder of EXACT_INT_V2 files never loads torch). Adding a synthesis: a value in
+``Synthesis`` (and its row in the container's format rules), one module with its class and
+registration, and its row in :data:`MODULES`.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
@@ -21,6 +24,17 @@ from lcodec.errors import LicError
 if TYPE_CHECKING:
     from lcodec.models import LoadedModel
     from lcodec.nets.codes import Encoded
+
+
+@dataclass(frozen=True)
+class CodeWindow:
+    """The symbols of one window of an image: qi (h, w), luma (n_luma, h, w) and chroma
+    (n_chroma, h, w) integer level indices (numpy), and the rate knob they were made at."""
+
+    qi: np.ndarray
+    luma: np.ndarray
+    chroma: np.ndarray
+    knob: float
 
 
 class Synthesiser(Protocol):
@@ -49,10 +63,10 @@ class Synthesiser(Protocol):
         needs from the header's ``grids`` (the synthesis's parsed state)."""
         ...
 
-    def pixels(self, model: LoadedModel, state: Any, codes: Encoded, gray: bool
+    def pixels(self, model: LoadedModel, state: Any, codes: CodeWindow, gray: bool
                ) -> np.ndarray:
-        """The pixels of one window's codes (int64 level indices): (h, w, 3) uint8 RGB
-        (gray: Y replicated). ``state``: what :meth:`check` returned."""
+        """The pixels of one window's codes: (h, w, 3) uint8 RGB (gray: Y replicated).
+        ``state``: what :meth:`check` returned."""
         ...
 
     def grids_size(self, model: LoadedModel) -> int:
@@ -66,6 +80,11 @@ class Synthesiser(Protocol):
 
 
 SYNTHESES: dict[Synthesis, Synthesiser] = {}
+MODULES = {  # the module that registers each synthesis
+    Synthesis.FLOAT: "lcodec.synthesis.float_synthesis",
+    Synthesis.EXACT_INT_V1: "lcodec.synthesis.exact_int_v1",
+    Synthesis.EXACT_INT_V2: "lcodec.synthesis.exact_int_v2",
+}
 T = TypeVar("T")
 
 
@@ -80,8 +99,17 @@ def register_synthesis(synthesis: Synthesis) -> Callable[[type[T]], type[T]]:
 
 
 def synthesis_for(synthesis: Synthesis) -> Synthesiser:
-    """The synthesiser of the id a file names."""
+    """The synthesiser of the id a file names (its module imported on first use)."""
+    if synthesis not in SYNTHESES and synthesis in MODULES:
+        importlib.import_module(MODULES[synthesis])
     found = SYNTHESES.get(synthesis)
     if found is None:
         raise LicError(f"synthesis {getattr(synthesis, 'name', synthesis)} is not supported")
     return found
+
+
+def all_syntheses() -> dict[Synthesis, Synthesiser]:
+    """Every synthesis, each module imported (for an encoder's choice)."""
+    for synthesis in MODULES:
+        synthesis_for(synthesis)
+    return SYNTHESES

@@ -20,12 +20,10 @@ import torch.nn.functional as F
 
 from lcodec.nets.cwic2 import CWIC2, GDN
 from lcodec.quant import code_mask, importance_levels
-from lcodec.synthesis.exact_int_v2 import (
-    SHARED,
+from lcodec.synthesis.exact_int_v2_grids import (
     error_samples,
     least_error_fracs,
     rounding_errors,
-    tensor_names,
 )
 from lcodec.synthesis.exact_int_v2_layers import (
     DIGIT_MAX,
@@ -34,6 +32,7 @@ from lcodec.synthesis.exact_int_v2_layers import (
     NARROW_MAX,
     WIDE_MAX,
 )
+from lcodec.synthesis.exact_int_v2_spec import SHARED, tensor_names
 
 HEADROOM = 1.5  # as calibrate: the grid holds 1.5× the float decoder's largest value
 
@@ -81,9 +80,9 @@ class Tap:
     """Where the decoder's activation tensors pass, in one of three modes: recording each
     tensor's per-image largest magnitude (``fracs`` None); with ``fracs`` and ``trial``,
     recording the squared error of rounding it onto the grids ``fracs + d`` for each ``d`` of
-    :data:`~lcodec.synthesis.exact_int_v2.GRID_TRIALS` (``least_error_fracs`` then picks); with
-    ``fracs`` alone, rounding it onto its per-image grid and saturating it (straight-through
-    inside the bound)."""
+    :data:`~lcodec.synthesis.exact_int_v2_grids.GRID_TRIALS` (``least_error_fracs`` then
+    picks); with ``fracs`` alone, rounding it onto its per-image grid and saturating it
+    (straight-through inside the bound)."""
 
     def __init__(self, fracs: dict[str, torch.Tensor] | None = None,
                  wide: frozenset[str] = frozenset(), trial: bool = False) -> None:

@@ -25,6 +25,7 @@ from lcodec.evaluate.bench.tables import (
     ratio_table,
     stage_table,
 )
+from lcodec.threads import set_threads
 
 DEFAULT_BASELINES = ("jpeg", "webp", "avif")
 DEFAULT_IMAGES = Path(__file__).resolve().parents[4] / ".." / "shared" / "data" / "kodak"
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace, out=print) -> None:
 
     images = _images(args.images)[: args.limit or None]
     if args.threads:
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     rss0 = rss_bytes()
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     if args.device == "all" and not torch.cuda.is_available():

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from lcodec.codemask import code_mask_np
 from lcodec.container import knob_thousandths
 from lcodec.entropy.tcae import TcaeModels
 from lcodec.entropy.tcae_net import TcaeNet, code_length_bits
-from lcodec.quant import code_mask_np
 from lcodec.train.tcae.codes import pixels_per_position
 from lcodec.train.tcae.inputs import NAMES, batch_inputs
 
