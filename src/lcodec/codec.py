@@ -102,21 +102,10 @@ def decode_symbols(model: LoadedModel, lic: LicFile, timer: Timer = untimed) -> 
 def decode_codes(model: LoadedModel, lic: LicFile) -> Encoded:
     """Entropy-decode the symbols of a parsed file as int64 tensors (chroma is all zero for
     GRAY files)."""
-    return as_encoded(model, decode_symbols(model, lic), lic.header.rate_knob, np.int64)
-
-
-def as_encoded(model: LoadedModel, arrays: tuple[np.ndarray, ...], knob: float,
-               dtype: type | None = None) -> Encoded:
-    """(qi, luma, chroma) arrays as the batch-of-one tensors of :class:`Encoded` on the
-    model's device (cast to ``dtype`` first where given)."""
-    import torch
-
     from lcodec.nets.codes import Encoded
 
-    qi, luma, chroma = (a if dtype is None else a.astype(dtype, copy=False) for a in arrays)
-    dev = model.device
-    return Encoded(torch.from_numpy(qi)[None, None].to(dev), torch.from_numpy(luma)[None].to(dev),
-                   torch.from_numpy(chroma)[None].to(dev), knob=knob)
+    return Encoded.from_window(CodeWindow(*decode_symbols(model, lic), knob=lic.header.rate_knob),
+                               model.device)
 
 
 def reconstruct(model: LoadedModel, symbols: Symbols, knob: float, width: int, height: int,
