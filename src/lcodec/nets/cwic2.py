@@ -23,6 +23,7 @@ categorical priors (:meth:`CWIC2.forward`).
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -145,6 +146,16 @@ class FusionSynthesis(nn.Module):
         return self.s1(x)
 
 
+class RateModel(Protocol):
+    """A training rate term in place of the priors (:mod:`lcodec.train.v2.context_rate`):
+    ``(noisy, hard, p, knob, n_luma, imp_levels)`` -> (code bits per position (N, C, h, w),
+    importance bits (N,), hard code length (N,))."""
+
+    def __call__(self, noisy: torch.Tensor, hard: torch.Tensor, p: torch.Tensor,
+                 knob: torch.Tensor, n_luma: int, imp_levels: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+
 def anchor_weights(knob: torch.Tensor, anchors: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Knobs in [-1, 1] (any shape) -> (lower anchor index, weight of the upper one)."""
     s = (torch.clamp(knob, -1.0, 1.0) + 1.0) * 0.5 * (anchors - 1)
@@ -242,9 +253,13 @@ class CWIC2(nn.Module):
 
     # -- training ----------------------------------------------------------------------
     def forward(self, ycc: torch.Tensor, knob: torch.Tensor, use_mask: bool = True,
-                decoder_noise: bool = False, mask_count_rate: bool = False
-                ) -> dict[str, torch.Tensor]:
+                decoder_noise: bool = False, mask_count_rate: bool = False,
+                rate_model: RateModel | None = None) -> dict[str, torch.Tensor]:
         """Training pass at per-image knobs (N,).
+
+        ``rate_model`` (with the mask): costs the symbols instead of the per-anchor priors
+        (a context model, :class:`RateModel`); its hard code length comes back as
+        ``context_bits``.
 
         ``mask_count_rate`` (an ablation): the rate the encoder sees is the v1 network's,
         log2(T) bits per coded symbol (the mask count), not the code length; the priors still
@@ -252,8 +267,8 @@ class CWIC2(nn.Module):
 
         The decoder sees straight-through rounded codes (or, with ``decoder_noise``, the
         codes plus uniform noise, as in Ballé et al. 2017: smoother early learning); the rate
-        term sees the codes plus uniform noise, costed by the interpolated per-anchor priors.
-        Returns the
+        term sees the codes plus uniform noise, costed by the interpolated per-anchor priors
+        (or by ``rate_model``). Returns the
         reconstruction, ``bits`` (N,) (codes under the mask + importance map), and
         ``range_loss`` (codes pushed back inside the T levels).
         """
@@ -273,21 +288,28 @@ class CWIC2(nn.Module):
         noisy = u + torch.empty_like(u).uniform_(-0.5, 0.5)
         if decoder_noise:
             u_hat = torch.clamp(noisy, -0.5, t - 0.5)
-        cost = -F.log_softmax(interpolate(self.prior_codes, knob), -1) / math.log(2)
-        code_bits = interp_cost(cost, noisy.detach() if mask_count_rate else noisy)
         p = self._levels(logits, knob)
         n_y = cfg.n_luma
         if use_mask:
-            m_y = soft_mask(p, n_y, lv)
-            m_c = soft_mask(p, cfg.n_chroma, lv)
-            m = torch.cat([m_y, m_c], 1)
-            qi_cost = -F.log_softmax(interpolate(self.prior_qi, knob), -1) / math.log(2)
-            qi_p = p.detach() if mask_count_rate else p
-            qi_noisy = qi_p * lv - 0.5 + torch.empty_like(p).uniform_(-0.5, 0.5)
-            qi_bits = interp_cost(qi_cost.unsqueeze(1), qi_noisy).sum((1, 2, 3))
+            m = torch.cat([soft_mask(p, n_y, lv), soft_mask(p, cfg.n_chroma, lv)], 1)
         else:
             m = torch.ones_like(u)
-            qi_bits = torch.zeros(u.shape[0], device=u.device)
+        out = {}
+        if rate_model is not None:
+            if not use_mask or mask_count_rate:
+                raise ValueError("a rate model needs the importance mask and the code length")
+            code_bits, qi_bits, out["context_bits"] = rate_model(
+                noisy, torch.round(u_c).detach().long(), p, knob, n_y, lv)
+        else:
+            cost = -F.log_softmax(interpolate(self.prior_codes, knob), -1) / math.log(2)
+            code_bits = interp_cost(cost, noisy.detach() if mask_count_rate else noisy)
+            if use_mask:
+                qi_cost = -F.log_softmax(interpolate(self.prior_qi, knob), -1) / math.log(2)
+                qi_p = p.detach() if mask_count_rate else p
+                qi_noisy = qi_p * lv - 0.5 + torch.empty_like(p).uniform_(-0.5, 0.5)
+                qi_bits = interp_cost(qi_cost.unsqueeze(1), qi_noisy).sum((1, 2, 3))
+            else:
+                qi_bits = torch.zeros(u.shape[0], device=u.device)
         if mask_count_rate:  # the encoder pays per coded symbol; the priors fit the symbols
             bits = ((m * math.log2(t)).sum((1, 2, 3)) + (code_bits * m.detach()).sum((1, 2, 3))
                     + qi_bits)
@@ -296,7 +318,7 @@ class CWIC2(nn.Module):
         z = (u_hat - half) * g_dec * m
         x_hat = self._synthesise(z[:, :n_y], z[:, n_y:])
         return {"x_hat": x_hat.float(), "bits": bits, "range_loss": range_loss,
-                "importance": p, "coded_fraction": m.detach().mean()}
+                "importance": p, "coded_fraction": m.detach().mean(), **out}
 
     # -- codec (the integer decoders built from these weights: lcodec.synthesis) ---------
     @torch.no_grad()

@@ -37,7 +37,10 @@ class RDConfig:
     flat_weight: float = 1.0  # their distortion counts this many times (colour accuracy)
     mean_weight: float = 0.0  # adds this many times each crop's squared mean-colour error
     mse_mix: float = 0.0  # msssim runs: this much of the MSE distortion is added (colour hold)
-    rate: str = "code_length"  # code_length | mask_count (the ablation: v1's rate term)
+    rate: str = "code_length"  # code_length | mask_count (v1's, an ablation) | context
+    context_init: str | None = None  # a TCAE run: rate "context" trains from its models;
+    # any other rate only measures by them (val.csv's last column)
+    context_lr_mult: float = 2.0  # rate "context": the context models' LR over the network's
     warmup_steps: int = 0  # LR ramps up over this many steps after the optimizer starts afresh
     train_part: str = "all"  # all | decoder (encoder, importance, priors frozen: symbols fixed)
     qat: bool = False  # decoder runs: the exact synthesis's rounding in the loop (train/qat.py)
@@ -52,8 +55,10 @@ class RDConfig:
         unknown = sorted(set(raw) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"{path}: unknown config keys {', '.join(unknown)}")
-        if raw.get("rate", "code_length") not in ("code_length", "mask_count"):
-            raise ValueError(f"{path}: rate must be code_length or mask_count")
+        if raw.get("rate", "code_length") not in ("code_length", "mask_count", "context"):
+            raise ValueError(f"{path}: rate must be code_length, mask_count or context")
+        if raw.get("rate") == "context" and not raw.get("context_init"):
+            raise ValueError(f"{path}: rate context needs context_init (a TCAE run folder)")
         if raw.get("train_part", "all") not in ("all", "decoder"):
             raise ValueError(f"{path}: train_part must be all or decoder")
         if raw.get("qat") and raw.get("train_part") != "decoder":

@@ -47,8 +47,10 @@ def set_threads(run: Path, default: int) -> None:
 def log_validation(run: Run, vlog) -> None:
     """Validate and write one row per knob to ``val.csv`` (through ``vlog``)."""
     wide = frozenset(run.cfg.qat_wide) if run.cfg.qat else None
-    for row in validate(run.net, run.val, wide):
+    for row in validate(run.net, run.val, wide, run.context):
         extra = [] if wide is None else [f"{row['psnr_qat']:.3f}"]
+        if row["bpp_context"] is not None:
+            extra.append(f"{row['bpp_context']:.4f}")
         vlog.writerow([run.step, f"{run.cpu_s / 3600:.4f}", row["knob"],
                        f"{row['bpp']:.4f}", f"{row['psnr']:.3f}", f"{row['coded']:.3f}",
                        _opt(row["msssim"]), *extra])
@@ -91,7 +93,7 @@ def train(run: Run, budget_min: float, decay_min: float, max_steps: int | None =
     cfg = run.cfg
     torch.set_num_threads(cfg.threads)
     run.resume()
-    objective = Objective(run.net, cfg)
+    objective = Objective(run.net, cfg, run.context if cfg.rate == "context" else None)
     if shard.active:
         objective = DistributedDataParallel(objective,
                                             find_unused_parameters=not cfg.use_mask)
@@ -129,7 +131,7 @@ def train(run: Run, budget_min: float, decay_min: float, max_steps: int | None =
         lr = cfg.lr * run.lr_scale * (cfg.lr_final / cfg.lr) ** min(1.0, frac)
         lr *= warmup(run.step - run.fresh_from, cfg.warmup_steps)
         for g in run.opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_mult", 1.0)
         if val_due:
             _validate(run, vlog, valf, shard)
             last_val = time.time() - start  # from its end: a slow one is not repeated at once
@@ -162,7 +164,8 @@ def train(run: Run, budget_min: float, decay_min: float, max_steps: int | None =
                 loss.backward()
         else:
             loss.backward()
-            gn = torch.nn.utils.clip_grad_norm_(run.net.parameters(), cfg.clip)
+            gn = sum(float(torch.nn.utils.clip_grad_norm_(g["params"], cfg.clip))  # each group
+                     for g in run.opt.param_groups)
             if math.isfinite(float(gn)):  # the same averaged gradients on every rank
                 run.opt.step()
                 bad = 0

@@ -11,6 +11,7 @@ from lcodec.color import ycbcr_to_rgb
 from lcodec.nets.cwic2 import CWIC2
 from lcodec.train.qat import float_decode, qat_decode, symbols
 from lcodec.train.v2.config import RDConfig
+from lcodec.train.v2.context_rate import ContextRate
 
 
 def lam_of(knob: torch.Tensor, lam_range: tuple[float, float]) -> torch.Tensor:
@@ -66,21 +67,28 @@ def _distortion(x: torch.Tensor, x_hat: torch.Tensor, kind: str, mse_mix: float,
 
 
 def rd_loss(net: CWIC2, x: torch.Tensor, knob: torch.Tensor, cfg: RDConfig,
-            decoder_noise: bool = False, dist_weight: torch.Tensor | None = None
-            ) -> tuple[torch.Tensor, dict[str, float]]:
+            decoder_noise: bool = False, dist_weight: torch.Tensor | None = None,
+            context: ContextRate | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The weighted RD loss of a batch; ``dist_weight`` (N,) scales each crop's distortion
-    (the synthetic flat crops' ``flat_weight``)."""
+    (the synthetic flat crops' ``flat_weight``). With ``context`` (rate ``context``) the
+    network pays the context models' code length, the loss adds their hard code length
+    (which trains only them), and that is the ``bpp`` logged."""
     lam_range = cfg.lam_range or net.cfg.lam_range
     out = net(x, knob, use_mask=cfg.use_mask, decoder_noise=decoder_noise,
-              mask_count_rate=cfg.rate == "mask_count")
-    bpp = out["bits"] / (x.shape[2] * x.shape[3])
+              mask_count_rate=cfg.rate == "mask_count", rate_model=context)
+    pixels = x.shape[2] * x.shape[3]
+    bpp = out["bits"] / pixels
     dist = distortion(x, out["x_hat"], cfg.distortion, cfg.mse_mix, cfg.mean_weight)
     lam = lam_of(knob, lam_range)
     weight = torch.sqrt(math.sqrt(lam_range[0] * lam_range[1]) / lam)
     scaled = dist if dist_weight is None else dist * dist_weight
     loss = (weight * (bpp + lam * scaled)).mean() + out["range_loss"]
+    logged = bpp
+    if context is not None:
+        logged = out["context_bits"] / pixels
+        loss = loss + logged.mean()
     with torch.no_grad():
-        stats = {"loss": float(loss), "bpp": float(bpp.mean()), "dist": float(dist.mean()),
+        stats = {"loss": float(loss), "bpp": float(logged.mean()), "dist": float(dist.mean()),
                  "coded": float(out["coded_fraction"])}
     return loss, stats
 
@@ -112,10 +120,11 @@ class Objective(torch.nn.Module):
     knob, decoder_noise, dist_weight)`` gives :func:`rd_loss`, or for a decoder-only run
     :func:`decoder_loss` (which has no decoder noise)."""
 
-    def __init__(self, net: CWIC2, cfg: RDConfig) -> None:
+    def __init__(self, net: CWIC2, cfg: RDConfig, context: ContextRate | None = None) -> None:
         super().__init__()
         self.net = net
         self.cfg = cfg
+        self.context = context
 
     def forward(self, x: torch.Tensor, knob: torch.Tensor, decoder_noise: bool = False,
                 dist_weight: torch.Tensor | None = None
@@ -123,4 +132,4 @@ class Objective(torch.nn.Module):
         if self.cfg.train_part == "decoder":
             return decoder_loss(self.net, x, knob, self.cfg, dist_weight)
         return rd_loss(self.net, x, knob, self.cfg, decoder_noise=decoder_noise,
-                       dist_weight=dist_weight)
+                       dist_weight=dist_weight, context=self.context)

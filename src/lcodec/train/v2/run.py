@@ -18,6 +18,7 @@ from lcodec.train.data import CropSampler, centre_crops, is_validation, load_rgb
 from lcodec.train.qat import is_decoder_param
 from lcodec.train.rng import rng_state, set_rng_state
 from lcodec.train.v2.config import RDConfig
+from lcodec.train.v2.context_rate import ContextRate
 
 
 def native_bf16() -> bool:
@@ -41,12 +42,27 @@ class Run:
         if cfg.lam_range is not None:  # recorded in the checkpoint's net_config and the card
             net_cfg = replace(net_cfg, lam_range=cfg.lam_range)
         self.net = CWIC2(net_cfg)
+        # The TCAE context models: trained jointly with rate "context"; with another rate,
+        # held fixed and only measuring (validation's bpp under them, for a control run).
+        self.context = None
+        if cfg.context_init:
+            self.context = ContextRate.from_tcae_run(Path(cfg.context_init).expanduser())
+        joint = cfg.rate == "context"
         trained = []
         for name, p in self.net.named_parameters():
-            p.requires_grad_(cfg.train_part == "all" or is_decoder_param(name))
+            train = cfg.train_part == "all" or is_decoder_param(name)
+            if joint and name.startswith("prior_"):
+                train = False  # the context models price the symbols instead
+            p.requires_grad_(train)
             if p.requires_grad:
                 trained.append(p)
-        self.opt = torch.optim.Adam(trained, lr=cfg.lr)
+        groups = [{"params": trained, "lr_mult": 1.0}]
+        if self.context is not None:
+            self.context.requires_grad_(joint)
+            if joint:
+                groups.append({"params": list(self.context.parameters()),
+                               "lr_mult": cfg.context_lr_mult})
+        self.opt = torch.optim.Adam(groups, lr=cfg.lr)
         paths = list_images(Path(cfg.data))
         train = [p for p in paths if not is_validation(p, cfg.val_fraction)]
         val = [p for p in paths if is_validation(p, cfg.val_fraction)]
@@ -83,17 +99,26 @@ class Run:
                 "rng": rng_state(), "phase": phase,
                 "lr_scale": self.lr_scale, "fresh_from": self.fresh_from,
                 "config": asdict(self.cfg),
-                "net_config": json.loads(self.net.cfg.to_json())}
+                "net_config": json.loads(self.net.cfg.to_json()),
+                "context": None if self.context is None else self.context.state_dict()}
 
     def save(self, name: str, phase: str) -> None:
         path = self.out / name
         tmp = path.with_suffix(".tmp")
         torch.save(self.state(phase), tmp)
         tmp.replace(path)
+        if self.context is not None and name == "last.ckpt":  # what `tcae freeze` reads
+            folder = self.out / "context"
+            folder.mkdir(exist_ok=True)
+            tmp = folder / "last.tmp"
+            torch.save(self.context.tcae_checkpoint(self.step), tmp)
+            tmp.replace(folder / "last.ckpt")
 
     def load(self, path: Path) -> None:
         st = torch.load(path, map_location="cpu", weights_only=False)
         self.net.load_state_dict(st["model"])
+        if self.context is not None:
+            self.context.load_state_dict(st["context"])
         self.opt.load_state_dict(st["opt"])
         self.step, self.wall_s, self.cpu_s = st["step"], st["wall_s"], st["cpu_s"]
         self.sampler.set_state(st["sampler"])

@@ -10,17 +10,19 @@ from lcodec.color import rgb_to_ycbcr, ycbcr_to_rgb
 from lcodec.nets.cwic2 import CWIC2, interpolate
 from lcodec.quant import code_mask
 from lcodec.train.qat import psnr8, qat_decode
+from lcodec.train.v2.context_rate import ContextRate
 
 VAL_KNOBS = (-1.0, -0.6, -0.2, 0.2, 0.6, 1.0)
 
 
 @torch.no_grad()
-def validate(net: CWIC2, val: torch.Tensor, qat_wide: frozenset[str] | None = None
-             ) -> list[dict[str, float]]:
+def validate(net: CWIC2, val: torch.Tensor, qat_wide: frozenset[str] | None = None,
+             context: ContextRate | None = None) -> list[dict[str, float]]:
     """Held-out PSNR and MS-SSIM (8-bit RGB) and estimated bpp (the training priors' code
     length of the actual symbols, mask and importance map included) at :data:`VAL_KNOBS`;
     with ``qat_wide`` also ``psnr_qat``, the PSNR through the quantization-aware decoder with
-    those wide tensors."""
+    those wide tensors; with ``context`` also ``bpp_context``, the code length under the
+    run's context models."""
     from pytorch_msssim import ms_ssim
 
     net.eval()
@@ -50,7 +52,12 @@ def validate(net: CWIC2, val: torch.Tensor, qat_wide: frozenset[str] | None = No
         total = (bits.sum((1, 2, 3)) + qbits.sum(1)) / math.log(2)
         bpp = float((total / (val.shape[2] * val.shape[3])).mean())
         row = {"knob": knob, "psnr": psnr, "bpp": bpp, "coded": float(mask.float().mean()),
-               "msssim": msv, "psnr_qat": None}
+               "msssim": msv, "psnr_qat": None, "bpp_context": None}
+        if context is not None:
+            context.eval()
+            ctx = context.code_length(codes.qi, codes.luma, codes.chroma, k, cfg.imp_levels)
+            row["bpp_context"] = float((ctx / (val.shape[2] * val.shape[3])).mean())
+            context.train()
         if qat_wide is not None:
             half = cfg.levels // 2
             s_y = (codes.luma - half) * mask[:, : cfg.n_luma]
