@@ -632,3 +632,22 @@ def test_chroma_conditioned_on_luma_activity(tmp_path) -> None:
     path = tmp_path / "y.safetensors"
     models.save(path)
     assert TcaeModels.load(path).encode(qi, luma, chroma) == pay
+
+
+def test_a_model_name_shipped_twice_finds_the_context_models_made_for_its_version(
+        tmp_path, monkeypatch) -> None:
+    import json
+
+    from lcodec import models as registry
+
+    folder = tmp_path / "entropy"
+    folder.mkdir()
+    for eid, model in (("1" * 16, "a" * 16), ("2" * 16, "b" * 16)):
+        (folder / f"m-tcae-{eid}.safetensors").write_bytes(b"x")
+        (folder / f"m-tcae-{eid}.json").write_text(json.dumps({"for_model": f"m ({model})"}))
+    monkeypatch.setenv("LCODEC_MODELS", str(tmp_path))
+    find = registry.find_entropy
+    assert find(prefix="m-tcae", model_id=bytes.fromhex("b" * 16)).stem == "m-tcae-" + "2" * 16
+    assert find(prefix="m-tcae", model_id=bytes.fromhex("a" * 16)).stem == "m-tcae-" + "1" * 16
+    assert find(prefix="m-tcae").stem == "m-tcae-" + "1" * 16
+    assert find(entropy_id=bytes.fromhex("2" * 16)).stem == "m-tcae-" + "2" * 16

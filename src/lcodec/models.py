@@ -208,18 +208,28 @@ def entropy_dir() -> Path:
     return models_dir() / "entropy"
 
 
-def find_entropy(entropy_id: bytes | None = None, prefix: str | None = None) -> Path | None:
-    """An entropy model file by the id written in a file, or the one named ``<prefix>-<id>``."""
+def find_entropy(entropy_id: bytes | None = None, prefix: str | None = None,
+                 model_id: bytes | None = None) -> Path | None:
+    """An entropy model file by the id written in a file, or one named ``<prefix>-<id>``:
+    where several are (a model name shipped in several versions), the one whose card says it
+    is for ``model_id`` (``for_model``), else the first."""
     folder = entropy_dir()
     if not folder.is_dir():
         return None
+    named = []
     for path in sorted(folder.glob("*.safetensors")):
         name, _, hexid = path.stem.rpartition("-")
         if entropy_id is not None and hexid == entropy_id.hex():
             return path
         if prefix is not None and name == prefix:
-            return path
-    return None
+            named.append(path)
+    if model_id is not None and len(named) > 1:
+        for path in named:
+            card = path.with_suffix(".json")
+            if card.exists() and model_id.hex() in json.loads(card.read_text()).get(
+                    "for_model", ""):
+                return path
+    return named[0] if named else None
 
 
 class LoadedModel:
@@ -290,7 +300,7 @@ class LoadedModel:
         """This model's inclined-TCAE entropy models (``models/entropy/<name>-tcae-<id>``), or
         None when none is installed."""
         if self._tcae is None:
-            path = find_entropy(prefix=f"{self.info.name}-tcae")
+            path = find_entropy(prefix=f"{self.info.name}-tcae", model_id=self.info.model_id)
             if path is not None:
                 self._tcae = load_tcae(path)
         return self._tcae

@@ -99,7 +99,7 @@ def _tcae_made_for(info) -> bool:
     found by model name, so older weights of that name would otherwise pick it up too)."""
     from lcodec import models
 
-    path = models.find_entropy(prefix=f"{info.name}-tcae")
+    path = models.find_entropy(prefix=f"{info.name}-tcae", model_id=info.model_id)
     if path is None:
         return False
     card = path.with_suffix(".json")
