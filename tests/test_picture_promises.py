@@ -62,10 +62,11 @@ def test_the_lattice_measure_passes_a_blur_and_finds_a_checker(crop_rgb) -> None
 
 
 @pytest.mark.xfail(strict=True, reason="the default model paints a diagonal lattice over "
-                   "kodim19's fence at 0.25 bpp (1.97× the photo's diagonal energy; AVIF 0.18)")
+                   "kodim19's fence: 0.96x the photo's diagonal energy at 0.25 bpp, 3.7x at 0.5")
 def test_a_dense_fence_is_not_replaced_by_a_lattice() -> None:
     if not KODAK19.exists():
         pytest.skip("needs ../shared/data/kodak/kodim19.png beside the checkout")
     rgb = load_image(KODAK19, "kodim19").rgb
-    dec = api.decode_array(api.encode(rgb, bpp=0.25))
-    assert diagonal_energy_ratio(rgb, dec, FENCE) <= 1.0
+    ratios = [diagonal_energy_ratio(rgb, api.decode_array(api.encode(rgb, bpp=b)), FENCE)
+              for b in (0.25, 0.5)]
+    assert max(ratios) <= 1.0, ratios

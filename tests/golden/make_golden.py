@@ -49,7 +49,8 @@ GOLDEN_MODELS = {
     # Format 1.3 added the CORRECTION section: both v2 syntheses with the encoder's choice of
     # correction at each knob, and targets above the networks' largest file (FILL_CASES).
     "v1.3": {"v2-mse-fffc224be2680914": "v2-mse-fffc224b-",
-             "v2-msssim-815bb00866fd5abd": "v2-msssim-815bb008-"},
+             "v2-msssim-815bb00866fd5abd": "v2-msssim-815bb008-",
+             "v2-mse-21d7161b11de324e": "v2-mse-21d7161b-"},
 }
 FILL_SINCE = "v1.3"  # versions from this one also get FILL_CASES
 FILL_CASES = {"rgb-crop-fill": "rgb-crop-high", "gray-odd-fill": "gray-odd"}  # of cases()
