@@ -81,13 +81,8 @@ class ContextRate(nn.Module):
         code_bits, hard_bits = [], torch.zeros(len(qi), device=qi.device)
         qi_bits = None
         for name in NAMES:
-            cls, active, side, kb = inputs[name]
-            cfg = self.cfgs[name]
-            logits = self.nets[name](cls, active, side, knob=kb)
-            cost = -F.log_softmax(logits.float(), dim=1) / LN2  # (N, T, C, h, w) bits
-            target = (cls - cfg.offset).clamp(min=0)
-            nll = torch.gather(cost, 1, target[:, None])[:, 0] * active
-            hard_bits = hard_bits + nll.sum((1, 2, 3))
+            cost, nll = self._costs(name, inputs[name])
+            hard_bits = hard_bits + nll
             if name == "importance":
                 u = p * imp_levels - 0.5 + torch.empty_like(p).uniform_(-0.5, 0.5)
                 qi_bits = interp_map(cost.detach(), u).sum((1, 2, 3))
@@ -103,11 +98,14 @@ class ContextRate(nn.Module):
         context models: what the integer ones that files use cost, to within a few tenths of
         a percent."""
         inputs = batch_inputs(qi[:, 0], luma, chroma, imp_levels, self.cfgs, knob.float())
-        bits = torch.zeros(len(qi), device=qi.device)
-        for name in NAMES:
-            cls, active, side, kb = inputs[name]
-            logits = self.nets[name](cls, active, side, knob=kb)
-            cost = -F.log_softmax(logits.float(), dim=1) / LN2
-            target = (cls - self.cfgs[name].offset).clamp(min=0)
-            bits += (torch.gather(cost, 1, target[:, None])[:, 0] * active).sum((1, 2, 3))
-        return bits
+        return sum(self._costs(name, inputs[name])[1] for name in NAMES)
+
+    def _costs(self, name: str, inputs: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        """One context model's cost of every level at every position (N, T, C, h, w) in bits,
+        and the hard symbols' code length per image (N,)."""
+        cls, active, side, kb = inputs
+        logits = self.nets[name](cls, active, side, knob=kb)
+        cost = -F.log_softmax(logits.float(), dim=1) / LN2
+        target = (cls - self.cfgs[name].offset).clamp(min=0)
+        nll = torch.gather(cost, 1, target[:, None])[:, 0] * active
+        return cost, nll.sum((1, 2, 3))
